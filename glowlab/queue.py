@@ -1,0 +1,278 @@
+"""The one place that speaks beanstalkd.
+
+greenstalk does the protocol; the pipelined batch ``put`` (many commands
+written before their replies are read) is ours, on a connection of its own.
+Every socket operation has a timeout and every failure becomes a
+:class:`~glowlab.errors.GlowlabError` that names the address.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+import greenstalk
+
+from .errors import InvalidJobError, QueueError, QueueUnreachableError
+from .job import Job, check_tube
+from .settings import Settings, parse_address
+
+IO_TIMEOUT = 10.0
+"""Seconds any one reply may take (a reserve waits this much beyond its own timeout)."""
+
+_WINDOW = 512
+"""Puts written before their replies are read; small enough that neither side's buffers fill."""
+
+
+@dataclass(frozen=True)
+class Reserved:
+    """A job reserved by this connection: beanstalkd's id and the raw body."""
+
+    id: int
+    body: bytes
+
+
+def connect(address: str | None = None) -> "Queue":
+    """A connection to the beanstalkd at ``address`` (default ``GLOW_QUEUE``)."""
+    return Queue(address or Settings.from_env().queue)
+
+
+def unreachable(address: str, reason: object) -> QueueUnreachableError:
+    return QueueUnreachableError(
+        f"cannot reach beanstalkd at {address} ({reason}); start it with "
+        f"'beanstalkd -l 127.0.0.1 -p PORT', or run 'glowlab up' and set GLOW_QUEUE as it says"
+    )
+
+
+class Queue:
+    """A beanstalkd connection with glowlab's vocabulary: submit, reserve, settle."""
+
+    def __init__(self, address: str, *, timeout: float = IO_TIMEOUT):
+        self.address = address
+        self._host, self._port = parse_address(address, what="queue address")
+        self._timeout = timeout
+        self._client: greenstalk.Client[bytes] | None = None
+        self._batch: _Pipeline | None = None
+        self._max_job_size: int | None = None
+        self._watching: set[str] = {"default"}
+
+    # -- connection ---------------------------------------------------------
+    def _socket(self) -> socket.socket:
+        try:
+            sock = socket.create_connection((self._host, self._port), timeout=self._timeout)
+        except OSError as exc:
+            raise unreachable(self.address, exc.strerror or exc) from None
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    @property
+    def client(self) -> "greenstalk.Client[bytes]":
+        if self._client is None:
+            self._client = greenstalk.Client(self._socket(), encoding=None)
+            self._watching = {"default"}
+        return self._client
+
+    def close(self) -> None:
+        """Close both connections; reserved jobs return to ready."""
+        for conn in (self._client, self._batch):
+            if conn is not None:
+                try:
+                    conn.close()
+                except OSError:
+                    pass
+        self._client = self._batch = None
+
+    def __enter__(self) -> "Queue":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, *args: Any, wait: float = 0.0) -> Any:
+        """Run one greenstalk call, mapping socket failures to our errors."""
+        client = self.client
+        try:
+            client._sock.settimeout(self._timeout + wait)
+            return getattr(client, method)(*args)
+        except greenstalk.TimedOutError:
+            raise
+        except greenstalk.NotFoundError:
+            raise
+        except (OSError, greenstalk.UnknownResponseError, AssertionError) as exc:
+            self.close()
+            raise unreachable(self.address, exc) from None
+        except greenstalk.BeanstalkdError as exc:
+            raise QueueError(f"beanstalkd at {self.address} refused {method}: {type(exc).__name__}") from None
+
+    # -- submitting ---------------------------------------------------------
+    @property
+    def max_job_size(self) -> int:
+        """The server's ``max-job-size`` in bytes (asked once)."""
+        if self._max_job_size is None:
+            self._max_job_size = int(self._call("stats")["max-job-size"])
+        return self._max_job_size
+
+    def submit(self, job: Job) -> Job:
+        """Queue one job; returns it (its ``id`` is the one to track)."""
+        return self.submit_many([job])[0]
+
+    def submit_many(
+        self, jobs: Iterable[Job], *, progress: Callable[[int], None] | None = None
+    ) -> list[Job]:
+        """Queue many jobs in pipelined windows; nothing is sent if any is invalid."""
+        jobs = list(jobs)
+        bodies = self.encode_all(jobs)
+        self.put_bodies([(j.tube, j.pri, j.delay, j.ttr) for j in jobs], bodies, progress=progress)
+        return jobs
+
+    def encode_all(self, jobs: Sequence[Job]) -> list[bytes]:
+        """Bodies of ``jobs``, each checked against the server's size limit."""
+        limit = self.max_job_size if jobs else 0
+        bodies = []
+        for index, job in enumerate(jobs):
+            body = job.encode()
+            if len(body) > limit:
+                raise InvalidJobError(
+                    f"body is {len(body)} bytes, over the server's max-job-size of {limit}; "
+                    "pass large data through files, or start beanstalkd with a larger -z",
+                    field="body",
+                    index=index if len(jobs) > 1 else None,
+                )
+            bodies.append(body)
+        return bodies
+
+    def put_bodies(
+        self,
+        heads: Sequence[tuple[str, int, int, int]],
+        bodies: Sequence[bytes],
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[int]:
+        """Put raw bodies with (tube, pri, delay, ttr) heads; returns beanstalkd ids."""
+        if self._batch is None:
+            self._batch = _Pipeline(self._socket(), self.address)
+        try:
+            return self._batch.put(heads, bodies, progress)
+        except OSError as exc:
+            self.close()
+            raise unreachable(self.address, exc) from None
+        except QueueError:
+            self._batch.close()  # replies still in flight would be read out of step
+            self._batch = None
+            raise
+
+    def put(self, tube: str, body: bytes, *, pri: int = 0, delay: int = 0, ttr: int = 60) -> int:
+        """Put one raw body (messages such as GLOW_ERRORS reports)."""
+        check_tube(tube)
+        return self.put_bodies([(tube, pri, delay, ttr)], [body])[0]
+
+    # -- reserving and settling --------------------------------------------
+    def watch_only(self, tubes: Iterable[str]) -> None:
+        """Make the watch list exactly ``tubes`` (at least one)."""
+        wanted = set(tubes) or {"default"}
+        self.client
+        for tube in sorted(wanted - self._watching):
+            self._call("watch", tube)
+        for tube in sorted(self._watching - wanted):
+            self._call("ignore", tube)
+        self._watching = wanted
+
+    def reserve(self, timeout: int) -> Reserved | None:
+        """Wait up to ``timeout`` seconds for a job from the watched tubes."""
+        try:
+            job = self._call("reserve", timeout, wait=timeout)
+        except (greenstalk.TimedOutError, greenstalk.DeadlineSoonError):
+            return None
+        return Reserved(job.id, job.body)
+
+    def delete(self, job_id: int) -> bool:
+        """Delete a job; False when it no longer exists (or is not ours)."""
+        return self._settle("delete", job_id)
+
+    def release(self, job_id: int, pri: int, delay: int = 0) -> bool:
+        return self._settle("release", greenstalk.Job(job_id, b""), pri, delay)
+
+    def bury(self, job_id: int, pri: int) -> bool:
+        return self._settle("bury", greenstalk.Job(job_id, b""), pri)
+
+    def touch(self, job_id: int) -> bool:
+        return self._settle("touch", greenstalk.Job(job_id, b""))
+
+    def _settle(self, method: str, *args: Any) -> bool:
+        try:
+            self._call(method, *args)
+        except greenstalk.NotFoundError:
+            return False
+        return True
+
+    # -- looking ------------------------------------------------------------
+    def tubes(self) -> list[str]:
+        return [t for t in self._call("tubes")]
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self._call("stats"))
+
+    def stats_tube(self, tube: str) -> dict[str, Any] | None:
+        try:
+            return dict(self._call("stats_tube", tube))
+        except greenstalk.NotFoundError:
+            return None
+
+    def stats_job(self, job_id: int) -> dict[str, Any] | None:
+        try:
+            return dict(self._call("stats_job", job_id))
+        except greenstalk.NotFoundError:
+            return None
+
+
+class _Pipeline:
+    """A raw connection that writes ``put`` commands in windows, then reads replies."""
+
+    def __init__(self, sock: socket.socket, address: str):
+        self._sock = sock
+        self._reader = sock.makefile("rb")
+        self._address = address
+        self._tube = "default"
+
+    def close(self) -> None:
+        self._reader.close()
+        self._sock.close()
+
+    def put(self, heads, bodies, progress) -> list[int]:
+        ids: list[int] = []
+        for start in range(0, len(bodies), _WINDOW):
+            chunk = range(start, min(start + _WINDOW, len(bodies)))
+            ids.extend(self._window(heads, bodies, chunk, done=len(ids)))
+            if progress:
+                progress(len(ids))
+        return ids
+
+    def _window(self, heads, bodies, indices: range, done: int) -> list[int]:
+        out = bytearray()
+        uses = 0
+        for i in indices:
+            tube, pri, delay, ttr = heads[i]
+            if tube != self._tube:
+                out += b"use %b\r\n" % tube.encode()
+                self._tube = tube
+                uses += 1
+            out += b"put %d %d %d %d\r\n%b\r\n" % (pri, delay, ttr, len(bodies[i]), bodies[i])
+        self._sock.sendall(out)
+        ids = []
+        for _ in range(uses + len(indices)):
+            status, *values = self._reader.readline().split()
+            if status == b"INSERTED":
+                ids.append(int(values[0]))
+            elif status != b"USING":
+                raise self._refused(status, done + len(ids))
+        return ids
+
+    def _refused(self, status: bytes, queued: int) -> Exception:
+        if not status:
+            return OSError("connection closed")
+        return QueueError(
+            f"beanstalkd at {self._address} refused a put with {status.decode(errors='replace')} "
+            f"after {queued} jobs were queued"
+        )

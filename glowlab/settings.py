@@ -1,0 +1,47 @@
+"""Settings read from the environment, once, by the entry points."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+
+from .errors import ConfigurationError
+
+DEFAULT_QUEUE = "0.0.0.0:11300"
+DEFAULT_MAIL_FROM = "glow@example.com"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What glowlab takes from the environment (the seed's variables and ours)."""
+
+    queue: str = DEFAULT_QUEUE
+    smtp_server: str | None = None
+    mail_from: str = DEFAULT_MAIL_FROM
+    home: str = ".glowlab"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        settings = cls(
+            queue=env.get("GLOW_QUEUE") or DEFAULT_QUEUE,
+            smtp_server=env.get("GLOW_SMTP_SERVER") or None,
+            mail_from=env.get("GLOW_MAIL_FROM") or DEFAULT_MAIL_FROM,
+            home=env.get("GLOWLAB_HOME") or ".glowlab",
+        )
+        parse_address(settings.queue, what="GLOW_QUEUE")
+        if settings.smtp_server:
+            parse_address(settings.smtp_server, what="GLOW_SMTP_SERVER")
+        return settings
+
+
+def parse_address(address: str, *, what: str = "address") -> tuple[str, int]:
+    """Split ``host:port`` (``[v6]:port`` too) into its parts, or say what is wrong."""
+    host, sep, port = address.strip().rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigurationError(
+            f"{what} {address!r} is not host:port; use e.g. 127.0.0.1:11300"
+        )
+    return host, int(port)
