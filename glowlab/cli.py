@@ -185,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     _listen_parser(sub)
     _up_parser(sub)
     _demo_parser(sub)
+    _call_parser(sub)
     return parser
 
 
@@ -240,6 +241,20 @@ def _demo_parser(sub) -> None:
     p.add_argument("--out", metavar="DIR", default=None, help="results folder (default glowlab-demo-<time>/)")
     p.add_argument("--listeners", type=int, default=2, metavar="N", help="listener processes (default 2)")
     p.add_argument("--quick", action="store_true", help="a smaller sweep")
+
+
+def cmd_call(args: argparse.Namespace, settings: Settings) -> int:
+    from .call import call
+
+    call(args.target, args.kwargs)
+    return 0
+
+
+def _call_parser(sub) -> None:
+    p = _command(sub, "call", cmd_call, "Call a Python function as a job (what function sweeps queue).",
+                 "  glowlab call mypkg.sims:simulate '{\"alpha\": 0.1, \"seed\": 3}'")
+    p.add_argument("target", metavar="MODULE:FUNCTION", help="the function to call")
+    p.add_argument("kwargs", metavar="JSON", nargs="?", default="{}", help="keyword arguments as a JSON object")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

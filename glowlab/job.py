@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import shlex
+import sys
 import uuid
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any, Iterable, Mapping
@@ -65,13 +66,19 @@ class Job:
 
     @property
     def argv(self) -> list[str]:
-        """The command line as the listener will execute it."""
+        """The command line as the listener will execute it.
+
+        ``glowlab`` always means the listener's own glowlab (function sweeps
+        rely on it), whatever the node's PATH says.
+        """
+        if self.cmd == "glowlab":
+            return [sys.executable, "-m", "glowlab", *self.args]
         return [self.cmd, *self.args]
 
     @property
     def command_line(self) -> str:
         """The command line quoted for humans and mail subjects."""
-        return shlex.join(self.argv)
+        return shlex.join([self.cmd, *self.args])
 
     def to_dict(self) -> dict[str, Any]:
         """The record with default values left out (the wire form)."""
@@ -209,7 +216,10 @@ def _env(value: Any) -> dict[str, str]:
     for key, val in value.items():
         if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
             raise InvalidJobError(f"env name {key!r} is not a valid variable name", field="env")
-        env[key] = _text(val if isinstance(val, str) else str(val), f"env {key}")
+        if not isinstance(val, (str, int, float)) or isinstance(val, bool):
+            # str() would turn null or a list into a misleading value such as "None"
+            raise InvalidJobError(f"env {key} must be a string or a number, not {val!r}", field="env")
+        env[key] = _text(str(val), f"env {key}")
     return env
 
 
@@ -218,7 +228,7 @@ def from_dict(record: Any) -> Job:
     if not isinstance(record, Mapping):
         raise InvalidJobError(f"a job must be a JSON object, not {type(record).__name__}")
     for key in ("cmd", "tube"):
-        if key not in record:
+        if record.get(key) is None:  # null counts as missing: it would reach Job() as no argument
             raise InvalidJobError(f"{key} is required", field=key)
     unknown = sorted(set(record) - KNOWN_KEYS)
     if unknown:

@@ -151,10 +151,24 @@ class Queue:
         progress: Callable[[int], None] | None = None,
     ) -> list[int]:
         """Put raw bodies with (tube, pri, delay, ttr) heads; returns beanstalkd ids."""
+        return self._piped("put", heads, bodies, progress)
+
+    def take(self, tube: str, *, limit: int = _WINDOW, wait: int = 0) -> list[Reserved]:
+        """Reserve up to ``limit`` jobs of ``tube`` at once, waiting up to ``wait`` s for the first.
+
+        Used by collectors of result tubes; settle them with :meth:`delete_many`.
+        """
+        return self._piped("take", tube, limit, wait)
+
+    def delete_many(self, ids: Sequence[int]) -> None:
+        """Delete jobs reserved by :meth:`take` (pipelined)."""
+        self._piped("delete", ids)
+
+    def _piped(self, method: str, *args: Any) -> Any:
         if self._batch is None:
             self._batch = _Pipeline(self._socket(), self.address)
         try:
-            return self._batch.put(heads, bodies, progress)
+            return getattr(self._batch, method)(*args)
         except OSError as exc:
             self.close()
             raise unreachable(self.address, exc) from None
@@ -226,6 +240,17 @@ class Queue:
         except greenstalk.NotFoundError:
             return None
 
+    def peek_body(self, job_id: int) -> bytes | None:
+        """The body of job ``job_id`` whatever its state, or None if it is gone."""
+        try:
+            return self._call("peek", job_id).body
+        except greenstalk.NotFoundError:
+            return None
+
+    def pause_tube(self, tube: str, seconds: int) -> None:
+        """Stop reservations from ``tube`` for ``seconds`` (0 resumes)."""
+        self._call("pause_tube", check_tube(tube), seconds)
+
 
 class _Pipeline:
     """A raw connection that writes ``put`` commands in windows, then reads replies."""
@@ -235,6 +260,7 @@ class _Pipeline:
         self._reader = sock.makefile("rb")
         self._address = address
         self._tube = "default"
+        self._watched = "default"
 
     def close(self) -> None:
         self._reader.close()
@@ -268,6 +294,48 @@ class _Pipeline:
             elif status != b"USING":
                 raise self._refused(status, done + len(ids))
         return ids
+
+    def take(self, tube: str, limit: int, wait: int) -> list[Reserved]:
+        if tube != self._watched:
+            self._sock.sendall(b"watch %b\r\nignore %b\r\n" % (tube.encode(), self._watched.encode()))
+            for _ in range(2):
+                self._expect(self._reader.readline(), b"WATCHING")
+            self._watched = tube
+        self._sock.settimeout(IO_TIMEOUT + wait)
+        self._sock.sendall(b"reserve-with-timeout %d\r\n" % wait)
+        first = self._reserved()
+        self._sock.settimeout(IO_TIMEOUT)
+        if first is None:
+            return []
+        self._sock.sendall(b"reserve-with-timeout 0\r\n" * (limit - 1))
+        taken = [first] + [self._reserved() for _ in range(limit - 1)]
+        return [r for r in taken if r is not None]
+
+    def _reserved(self) -> Reserved | None:
+        line = self._reader.readline()
+        status, *values = line.split()
+        if status in (b"TIMED_OUT", b"DEADLINE_SOON"):
+            return None
+        self._expect(line, b"RESERVED")
+        size = int(values[1])
+        body = self._reader.read(size + 2)[:size]
+        return Reserved(int(values[0]), body)
+
+    def delete(self, ids: Sequence[int]) -> None:
+        for start in range(0, len(ids), _WINDOW):
+            chunk = ids[start:start + _WINDOW]
+            self._sock.sendall(b"".join(b"delete %d\r\n" % i for i in chunk))
+            for _ in chunk:
+                line = self._reader.readline()
+                if not line.startswith((b"DELETED", b"NOT_FOUND")):
+                    self._expect(line, b"DELETED")
+
+    def _expect(self, line: bytes, status: bytes) -> None:
+        if not line:
+            raise OSError("connection closed")
+        if not line.startswith(status):
+            raise QueueError(f"beanstalkd at {self._address} answered {line.strip().decode(errors='replace')!r}"
+                             f" where {status.decode()} was expected")
 
     def _refused(self, status: bytes, queued: int) -> Exception:
         if not status:

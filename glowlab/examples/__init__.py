@@ -1,0 +1,1 @@
+"""Small real workloads used by the demo, the notebooks and the benchmarks."""

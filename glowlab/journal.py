@@ -1,0 +1,177 @@
+"""The submitting side's durable memory: batches, their rows and every outcome.
+
+SQLite under ``GLOWLAB_HOME`` (default ``./.glowlab``). Outcomes are written
+here before they are deleted from beanstalkd; ``(job_id, attempt)`` is the key,
+so a message delivered twice is stored once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from .errors import ConfigurationError, GlowlabError
+from .outcome import Outcome
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY, name TEXT, command TEXT NOT NULL, address TEXT NOT NULL,
+    results_tube TEXT NOT NULL, index_names TEXT NOT NULL, columns TEXT NOT NULL,
+    created REAL NOT NULL, total INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batches_name ON batches(name);
+CREATE TABLE IF NOT EXISTS rows (
+    batch_id TEXT NOT NULL, position INTEGER NOT NULL, job_id TEXT NOT NULL,
+    beanstalkd_id INTEGER, tube TEXT NOT NULL, fingerprint TEXT NOT NULL, params TEXT NOT NULL,
+    PRIMARY KEY (batch_id, position)
+);
+CREATE INDEX IF NOT EXISTS rows_job ON rows(job_id);
+CREATE INDEX IF NOT EXISTS rows_fingerprint ON rows(fingerprint);
+CREATE TABLE IF NOT EXISTS outcomes (
+    job_id TEXT NOT NULL, attempt INTEGER NOT NULL, status TEXT NOT NULL, record TEXT NOT NULL,
+    received REAL NOT NULL, PRIMARY KEY (job_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS starts (
+    job_id TEXT NOT NULL, attempt INTEGER NOT NULL, host TEXT, started REAL,
+    PRIMARY KEY (job_id, attempt)
+);
+"""
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    id: str
+    name: str | None
+    command: str
+    address: str
+    results_tube: str
+    index_names: list[str | None]
+    columns: list[str]
+    created: float
+    total: int
+
+
+@dataclass(frozen=True)
+class RowRecord:
+    position: int
+    job_id: str
+    beanstalkd_id: int | None
+    tube: str
+    fingerprint: str
+    params: dict[str, Any]
+
+
+def default_path() -> str:
+    home = os.environ.get("GLOWLAB_HOME") or ".glowlab"
+    return os.path.join(home, "journal.sqlite")
+
+
+class Journal:
+    """A connection to the journal file (created on first use)."""
+
+    def __init__(self, path: str | None = None):
+        self.path = path or default_path()
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigurationError(
+                f"cannot open the journal {self.path}: {exc}; set GLOWLAB_HOME to a writable folder"
+            ) from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- batches and rows ---------------------------------------------------
+    def add_batch(self, batch: BatchRecord, rows: Sequence[RowRecord]) -> None:
+        with self.db:
+            self.db.execute(
+                "INSERT INTO batches VALUES (?,?,?,?,?,?,?,?,?)",
+                (batch.id, batch.name, batch.command, batch.address, batch.results_tube,
+                 json.dumps(batch.index_names), json.dumps(batch.columns), batch.created,
+                 batch.total),
+            )
+            self._put_rows(batch.id, rows)
+
+    def replace_rows(self, batch_id: str, rows: Sequence[RowRecord]) -> None:
+        """Point rows at new jobs (after a retry)."""
+        with self.db:
+            self._put_rows(batch_id, rows)
+
+    def _put_rows(self, batch_id: str, rows: Iterable[RowRecord]) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO rows VALUES (?,?,?,?,?,?,?)",
+            ((batch_id, r.position, r.job_id, r.beanstalkd_id, r.tube, r.fingerprint,
+              json.dumps(r.params)) for r in rows),
+        )
+
+    def batch(self, id_or_name: str) -> BatchRecord:
+        row = self.db.execute(
+            "SELECT * FROM batches WHERE id = ? OR name = ? ORDER BY created DESC LIMIT 1",
+            (id_or_name, id_or_name),
+        ).fetchone()
+        if row is None:
+            raise GlowlabError(f"no batch {id_or_name!r} in the journal {self.path}; "
+                               "glowlab.batches() lists the known ones")
+        return BatchRecord(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]),
+                           json.loads(row[6]), row[7], row[8])
+
+    def batches(self) -> list[tuple]:
+        return self.db.execute(
+            "SELECT id, name, command, address, created, total FROM batches ORDER BY created"
+        ).fetchall()
+
+    def rows(self, batch_id: str) -> list[RowRecord]:
+        return [
+            RowRecord(position, job_id, bid, tube, fp, json.loads(params))
+            for position, job_id, bid, tube, fp, params in self.db.execute(
+                "SELECT position, job_id, beanstalkd_id, tube, fingerprint, params FROM rows "
+                "WHERE batch_id = ? ORDER BY position", (batch_id,))
+        ]
+
+    # -- outcomes -----------------------------------------------------------
+    def add_outcomes(self, outcomes: Iterable[Outcome]) -> int:
+        """Store outcomes; returns how many were new (duplicates are ignored)."""
+        now = time.time()
+        with self.db:
+            before = self.db.total_changes
+            self.db.executemany(
+                "INSERT OR IGNORE INTO outcomes VALUES (?,?,?,?,?)",
+                ((o.job_id, o.attempt, o.status.value, o.encode().decode(), now) for o in outcomes),
+            )
+            return self.db.total_changes - before
+
+    def add_starts(self, starts: Iterable[tuple[str, int, str, float]]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR IGNORE INTO starts VALUES (?,?,?,?)", starts)
+
+    def latest_outcomes(self, batch_id: str) -> dict[str, Outcome]:
+        """The last attempt's outcome of each current job of the batch."""
+        found: dict[str, Outcome] = {}
+        for job_id, record in self.db.execute(
+            "SELECT o.job_id, o.record FROM outcomes o JOIN rows r ON r.job_id = o.job_id "
+            "WHERE r.batch_id = ? ORDER BY o.attempt", (batch_id,)):
+            found[job_id] = Outcome.decode(record.encode())
+        return found
+
+    def started(self, batch_id: str) -> set[str]:
+        return {job_id for (job_id,) in self.db.execute(
+            "SELECT DISTINCT s.job_id FROM starts s JOIN rows r ON r.job_id = s.job_id "
+            "WHERE r.batch_id = ?", (batch_id,))}
+
+    def done_by_fingerprint(self, fingerprints: Iterable[str]) -> dict[str, str]:
+        """fingerprint -> job id of a successful earlier run, for ``skip_done``."""
+        found = {}
+        for fp, job_id in self.db.execute(
+            "SELECT r.fingerprint, r.job_id FROM rows r JOIN outcomes o ON o.job_id = r.job_id "
+            "WHERE o.status = 'done'"):
+            found[fp] = job_id
+        wanted = set(fingerprints)
+        return {fp: job for fp, job in found.items() if fp in wanted}
