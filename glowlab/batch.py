@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import Counter
 from typing import TYPE_CHECKING, Any, Iterator
 
 from .errors import GlowlabError
@@ -105,14 +104,19 @@ class Batch:
         return result
 
     def counts(self, *, collect: bool = True) -> dict[str, int]:
-        """How many rows are in each state."""
-        tally = Counter(status.value for _, status, _ in self.statuses(collect=collect))
-        return {s.value: tally.get(s.value, 0) for s in Status if s is not Status.INTERRUPTED}
+        """How many rows are in each state (queued, running, done, failed, timeout, cancelled)."""
+        if collect:
+            self._collect_all()
+        tally = self.journal.status_counts(self.id)
+        counts = {s.value: tally.get(s.value, 0) for s in Status if s is not Status.INTERRUPTED}
+        counts["queued"] = self.total - sum(counts.values())
+        return counts
 
     @property
     def done(self) -> bool:
         """True when every row has a final outcome."""
-        return all(status in FINAL for _, status, _ in self.statuses())
+        counts = self.counts()
+        return counts["queued"] == counts["running"] == 0
 
     def wait(self, timeout: float | None = None) -> "Batch":
         """Collect until every row is final; raises TimeoutError after ``timeout`` s."""

@@ -161,6 +161,18 @@ class Journal:
             found[job_id] = Outcome.decode(record.encode())
         return found
 
+    def status_counts(self, batch_id: str) -> dict[str, int]:
+        """Rows per final status, plus ``running`` (started, no outcome yet); in SQL, for speed."""
+        counts = dict(self.db.execute(
+            "SELECT status, COUNT(*) FROM (SELECT o.status AS status, MAX(o.attempt) "
+            "FROM outcomes o JOIN rows r ON r.job_id = o.job_id WHERE r.batch_id = ? "
+            "GROUP BY o.job_id) GROUP BY status", (batch_id,)).fetchall())
+        (counts["running"],) = self.db.execute(
+            "SELECT COUNT(DISTINCT s.job_id) FROM starts s JOIN rows r ON r.job_id = s.job_id "
+            "WHERE r.batch_id = ? AND NOT EXISTS (SELECT 1 FROM outcomes o WHERE o.job_id = s.job_id)",
+            (batch_id,)).fetchone()
+        return counts
+
     def started(self, batch_id: str) -> set[str]:
         return {job_id for (job_id,) in self.db.execute(
             "SELECT DISTINCT s.job_id FROM starts s JOIN rows r ON r.job_id = s.job_id "

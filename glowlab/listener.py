@@ -4,12 +4,18 @@ Each slot (``--jobs N``) is a thread with its own connection, so each running
 job holds its own reservation and is touched on that connection. An idle slot
 blocks in ``reserve-with-timeout``; the timeout is only the rhythm at which it
 notices new tubes, dependency changes and shutdown.
+
+A job the listener hands back without having run it to the end (shutdown, a
+dependency that still has work) goes back by closing that slot's connection:
+beanstalkd returns it to ready at once and, unlike ``release``, does not count
+it. So ``releases + 1`` is exactly the attempt number: only failures release.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import shutil
@@ -18,14 +24,15 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from . import runner
 from .deps import Dependencies
-from .errors import InvalidJobError, QueueUnreachableError
+from .errors import GlowlabError, InvalidJobError, QueueUnreachableError
 from .guardian import Guardian
 from .job import Job, decode
-from .mail import Mailer
-from .outcome import Outcome, Status
+from .mail import SMTP_TIMEOUT, Mailer
+from .outcome import Outcome, Status, error_report, malformed_report
 from .queue import Queue, Reserved
 
 log = logging.getLogger("glowlab")
@@ -34,8 +41,13 @@ ERRORS_TUBE = "GLOW_ERRORS"
 INTERNAL_PREFIX = "glowlab."
 """Tubes under this prefix carry results back to submitters; listeners never run them."""
 
+IDLE_TUBE = INTERNAL_PREFIX + "idle"
+"""Watched when every tube is excluded or waiting; nothing is ever put there."""
+
 RHYTHM = 1
 """Seconds an idle slot blocks in reserve before it looks at tubes and shutdown again."""
+RECONNECT_CAP = 5.0
+"""Longest pause between attempts to reach a beanstalkd that went away."""
 
 
 @dataclass
@@ -50,14 +62,17 @@ class ListenerOptions:
     smtp_server: str | None = None
     mail_from: str = "glow@example.com"
     name: str = field(default_factory=lambda: f"{runner.HOST}:{os.getpid()}")
-    backoff_base: float = 2.0
+    backoff_base: float = 5.0
+    """Seconds before the first retry; each further retry waits about twice as long."""
     backoff_cap: float = 600.0
+    kill_grace: float = runner.KILL_GRACE
 
 
 def backoff(attempt: int, base: float, cap: float) -> int:
-    """Seconds before retry ``attempt``: exponential, capped, with full jitter in its upper half."""
+    """Whole seconds before retrying after failed ``attempt``: exponential, capped,
+    jittered within the upper half so failed jobs do not come back in lockstep."""
     ceiling = min(cap, base * 2 ** (attempt - 1))
-    return max(1, round(random.uniform(ceiling / 2, ceiling)))
+    return math.ceil(random.uniform(ceiling / 2, ceiling)) if ceiling > 0 else 0
 
 
 class Listener:
@@ -70,159 +85,305 @@ class Listener:
         self.mailer = Mailer(options.smtp_server, options.mail_from) if options.smtp_server else None
         self.draining = threading.Event()   # stop reserving, finish running jobs
         self.killing = threading.Event()    # stop running jobs and hand them back
-        self._results_dir = tempfile.mkdtemp(prefix="glowlab-results-")
+        self.log_reopen = threading.Event()
+        self.reopen_log: Callable[[], None] = lambda: None
+        self._watchlist = _Watchlist(options, self.deps)
+        self._link = _Link(options.address)
         self._guardian: Guardian | None = None
+        self._results_dir = ""
 
     def stop(self, *, graceful: bool = True) -> None:
+        """Stop reserving; ``graceful=False`` also stops running jobs and hands them back."""
         self.draining.set()
         if not graceful:
             self.killing.set()
 
     def run(self) -> None:
         """Run the slots until stopped; returns when every slot has finished."""
+        self._results_dir = tempfile.mkdtemp(prefix="glowlab-results-")
         self._guardian = Guardian()
-        threads = [threading.Thread(target=self._slot, name=f"slot-{i}", daemon=True)
+        threads = [threading.Thread(target=self._slot, args=(i,), name=f"slot-{i}", daemon=True)
                    for i in range(self.slots)]
         for thread in threads:
             thread.start()
         try:
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(0.5)
+            self._wait(threads)
         finally:
             self._guardian.close()
+            if self.mailer:
+                self.mailer.close(timeout=SMTP_TIMEOUT)
             shutil.rmtree(self._results_dir, ignore_errors=True)
 
+    def _wait(self, threads: list[threading.Thread]) -> None:
+        """Wait for the slots; the main thread also does what signal handlers asked."""
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.5)
+                if self.log_reopen.is_set():
+                    self.log_reopen.clear()
+                    self.reopen_log()
+
     # -- one slot -------------------------------------------------------------
-    def _slot(self) -> None:
+    def _slot(self, index: int) -> None:
         queue = Queue(self.options.address)
         pause = 0.0
         while not self.draining.is_set():
             try:
-                reserved = self._reserve(queue)
+                self._step(queue)
+                self._link.up()
                 pause = 0.0
-                if reserved is not None:
-                    self._handle(queue, reserved)
             except QueueUnreachableError as exc:
-                pause = min(5.0, pause * 2 or 0.1)
-                log.warning("%s; retrying in %.1f s", exc, pause)
+                self._link.down(exc)
+                pause = min(RECONNECT_CAP, pause * 2 or 0.1)
+            except Exception:  # a bug or a refusal must not end the slot: log it, carry on
+                log.exception("slot %d: unexpected error; carrying on", index)
+                pause = RHYTHM
+            if pause:
+                queue.close()  # whatever it held goes back to ready
                 self.draining.wait(pause)
         queue.close()
 
-    def _reserve(self, queue: Queue) -> Reserved | None:
-        queue.watch_only(self._tubes(queue))
+    def _step(self, queue: Queue) -> None:
+        # with nothing to watch, block on a tube nobody uses: same rhythm, same liveness check
+        queue.watch_only(self._watchlist.tubes(queue) or [IDLE_TUBE])
         reserved = queue.reserve(RHYTHM)
-        if reserved is not None and self.draining.is_set():
-            queue.release(reserved.id, 0)  # reserved as we were told to stop: hand it back
-            return None
-        return reserved
-
-    def _tubes(self, queue: Queue) -> list[str]:
-        """The tubes to watch now: chosen, not excluded, not internal, not waiting."""
-        tubes = self.options.tubes or queue.tubes()
-        tubes = [t for t in tubes if t not in self.options.exclude and t != ERRORS_TUBE
-                 and not t.startswith(INTERNAL_PREFIX)]
-        self.deps.refresh()
-        if self.deps.any:
-            tubes = [t for t in tubes if not self.deps.blocked(t, queue.stats_tube)]
-        return tubes
+        if reserved is None:
+            return
+        if self.draining.is_set():
+            queue.close()  # reserved as we were told to stop: hand it back, uncounted
+            return
+        self._handle(queue, reserved)
 
     # -- one job --------------------------------------------------------------
     def _handle(self, queue: Queue, reserved: Reserved) -> None:
+        stats = queue.stats_job(reserved.id) or {}
         try:
             job = decode(reserved.body)
-        except InvalidJobError as exc:
-            self._reject(queue, reserved, str(exc))
+        except (InvalidJobError, RecursionError) as exc:
+            self._reject(queue, reserved, stats, str(exc))
             return
-        self.deps.learn(job.tube, job.after)
-        if job.after and self.deps.blocked(job.tube, queue.stats_tube):
-            queue.release(reserved.id, job.pri)  # the tube is unwatched from now on
+        tube = stats.get("tube") or job.tube
+        if self._watchlist.must_wait(queue, tube, job.after):
+            queue.close()  # hand it back, uncounted: it did not run
+            self._event("WAITING", job)
             return
-        stats = queue.stats_job(reserved.id) or {}
-        attempt = int(stats.get("reserves", 1))
-        self._event("RUNNING", job)
+        attempt = int(stats.get("releases", 0)) + 1
+        self._event("RUNNING", job, attempt=attempt)
+        self._announce(queue, job, attempt)
         outcome = runner.run(job, attempt=attempt, listener=self.options.name,
                              control=self._control(queue, reserved, job),
-                             result_path=os.path.join(self._results_dir, f"{job.id}.json"))
-        self._settle(queue, reserved, job, outcome)
+                             result_path=os.path.join(self._results_dir, f"{reserved.id}.json"))
+        try:
+            self._settle(queue, reserved, job, outcome)
+        except QueueUnreachableError:
+            log.warning("job %s ended (%s) but beanstalkd went away before it was settled; "
+                        "it will run again", job.id, outcome.describe() if not outcome.ok else "done")
+            raise
+
+    def _announce(self, queue: Queue, job: Job, attempt: int) -> None:
+        """Tell the job's submitter (its results tube) that it started."""
+        if job.results:
+            self._put(queue, job.results, {"event": "start", "job_id": job.id, "attempt": attempt,
+                                           "host": runner.HOST, "started": time.time()})
 
     def _control(self, queue: Queue, reserved: Reserved, job: Job) -> runner.Control:
         def touch() -> bool:
             try:
                 return queue.touch(reserved.id)
-            except QueueUnreachableError:
+            except GlowlabError:
                 return False  # the reservation died with the connection
         return runner.Control(
             tick=touch, tick_every=max(0.3, job.ttr / 3), stop=self.killing,
+            kill_grace=self.options.kill_grace,
             on_start=self._guardian.add, on_exit=self._guardian.remove,
         )
 
     def _settle(self, queue: Queue, reserved: Reserved, job: Job, outcome: Outcome) -> None:
         if outcome.status is Status.INTERRUPTED:
-            if self.killing.is_set():
-                queue.release(reserved.id, job.pri)
-                self._event("RELEASED", job)
-            else:
-                self._event("LOST", job)  # could not touch: the queue has given it away
-            return
-        if not outcome.ok and not outcome.permanent and outcome.attempt <= job.retries:
-            delay = backoff(outcome.attempt, self.options.backoff_base, self.options.backoff_cap)
-            queue.release(reserved.id, job.pri, delay)
-            self._event("RETRY", job, outcome)
-            return
-        if job.results:
-            queue.put(job.results, outcome.encode())
-        if outcome.ok:
-            queue.delete(reserved.id)
-            self._event("COMPLETE", job, outcome)
+            self._interrupted(queue, job, outcome)
+        elif self._retry(queue, reserved, job, outcome):
+            pass
+        elif outcome.ok:
+            self._publish(queue, job, outcome)
+            self._event("COMPLETE" if queue.delete(reserved.id) else "LOST", job, outcome)
         else:
-            queue.bury(reserved.id, job.pri)
-            self._report_failure(queue, job, outcome)
+            self._publish(queue, job, outcome)
+            if queue.bury(reserved.id, job.pri):
+                self._report_failure(queue, job, outcome)
+            else:
+                self._event("LOST", job, outcome)
 
-    def _reject(self, queue: Queue, reserved: Reserved, reason: str) -> None:
-        """A malformed body is never run: bury it and say why."""
-        queue.bury(reserved.id, 0)
-        text = reserved.body[:200].decode("utf-8", errors="replace")
-        log.error("burying malformed job %s: %s", reserved.id, reason)
-        queue.put(ERRORS_TUBE, json.dumps({
-            "cmd": "", "error": f"malformed job: {reason}", "log": text,
-            "beanstalkd_id": reserved.id, "host": runner.HOST, "listener": self.options.name,
-        }).encode())
+    def _interrupted(self, queue: Queue, job: Job, outcome: Outcome) -> None:
+        if self.killing.is_set():
+            queue.close()  # hand it back, uncounted, for another listener to run at once
+            self._event("RELEASED", job, outcome)
+        else:  # the heartbeat failed: beanstalkd has given the job away, so ours was stopped
+            self._event("LOST", job, outcome)
+
+    def _retry(self, queue: Queue, reserved: Reserved, job: Job, outcome: Outcome) -> bool:
+        if outcome.ok or outcome.permanent or outcome.attempt > job.retries:
+            return False
+        delay = backoff(outcome.attempt, self.options.backoff_base, self.options.backoff_cap)
+        released = queue.release(reserved.id, job.pri, delay)
+        self._event("RETRY" if released else "LOST", job, outcome, delay=delay)
+        return True
+
+    def _publish(self, queue: Queue, job: Job, outcome: Outcome) -> None:
+        if job.results:
+            self._put_body(queue, job.results, outcome.encode(queue.max_job_size))
 
     def _report_failure(self, queue: Queue, job: Job, outcome: Outcome) -> None:
         self._event("FAILED", job, outcome)
-        message = {"cmd": outcome.command, "error": outcome.describe(),
-                   "log": outcome.stderr or outcome.stdout, **outcome.to_dict()}
-        queue.put(ERRORS_TUBE, json.dumps(message).encode())
-        if self.mailer:
-            self.mailer.send_failure(job, outcome)
+        report_failure(queue, job, outcome, self.mailer)
 
-    def _event(self, what: str, job: Job, outcome: Outcome | None = None) -> None:
-        if not log.isEnabledFor(logging.INFO):
+    def _reject(self, queue: Queue, reserved: Reserved, stats: dict, reason: str) -> None:
+        """A malformed body is never run: bury it and say why."""
+        log.error("burying malformed job %s: %s", reserved.id, reason)
+        if queue.bury(reserved.id, int(stats.get("pri", 0))):
+            self._put_body(queue, ERRORS_TUBE, malformed_report(
+                reserved.body, reason, beanstalkd_id=reserved.id, tube=stats.get("tube", ""),
+                host=runner.HOST, listener=self.options.name, limit=queue.max_job_size))
+
+    def _put(self, queue: Queue, tube: str, message: dict) -> None:
+        self._put_body(queue, tube, json.dumps(message).encode())
+
+    @staticmethod
+    def _put_body(queue: Queue, tube: str, body: bytes) -> None:
+        try:
+            queue.put(tube, body)
+        except QueueUnreachableError:
+            raise
+        except GlowlabError as exc:  # refused (too big, draining): the job itself goes on
+            log.error("could not put a message on %s: %s", tube, exc)
+
+    def _event(self, what: str, job: Job, outcome: Outcome | None = None, **extra: object) -> None:
+        level = logging.WARNING if what in ("FAILED", "LOST") else logging.INFO
+        if not log.isEnabledFor(level):
             return
-        record = job.to_dict()
+        record = {**job.to_dict(), **extra}
         if outcome is not None:
             record["outcome"] = {"status": outcome.status.value, "exit_code": outcome.exit_code,
-                                 "seconds": round(outcome.seconds, 3), "attempt": outcome.attempt,
+                                 "signal": outcome.signal, "seconds": round(outcome.seconds, 3),
+                                 "attempt": outcome.attempt,
                                  "error": outcome.describe() if not outcome.ok else None}
-        log.info("%s %s", what, json.dumps(record))
+        log.log(level, "%s %s", what, json.dumps(record))
 
 
-def install_signals(listener: Listener, reopen_log=lambda: None) -> None:
+def report_failure(queue: Queue, job: Job, outcome: Outcome, mailer: Mailer | None) -> None:
+    """Say that ``job`` finally failed: mail its addresses, put a report on GLOW_ERRORS.
+
+    Listeners and ``glowlab run`` both report through here. The mail is queued
+    first, so an unreachable beanstalkd (raised to the caller) does not cost it too.
+    """
+    if mailer:
+        mailer.send_failure(job, outcome)
+    Listener._put_body(queue, ERRORS_TUBE, error_report(outcome, queue.max_job_size))
+
+
+class _Watchlist:
+    """The tubes to watch, worked out at most once per rhythm for all slots together.
+
+    With default options that is one ``list-tubes`` a second; dependencies add
+    one ``stats-tube`` per tube depended on.
+    """
+
+    def __init__(self, options: ListenerOptions, deps: Dependencies):
+        self._options = options
+        self._deps = deps
+        self._lock = threading.Lock()
+        self._tubes: list[str] = []
+        self._expires = 0.0
+
+    def tubes(self, queue: Queue) -> list[str]:
+        with self._lock:
+            if time.monotonic() >= self._expires:
+                self._tubes = self._compute(queue)
+                self._expires = time.monotonic() + RHYTHM
+            return self._tubes
+
+    def must_wait(self, queue: Queue, tube: str, after: tuple[str, ...]) -> bool:
+        """Just before a job starts: does its tube (or its ``after``) wait for work elsewhere?"""
+        with self._lock:
+            self._deps.learn(tube, after)
+            if not self._deps.blocked(tube, queue.stats_tube, after):
+                return False
+            self._expires = 0.0  # stop watching the tube now, not a rhythm later
+            return True
+
+    def _compute(self, queue: Queue) -> list[str]:
+        tubes = [t for t in self._options.tubes or queue.tubes() if self._runnable(t)]
+        self._deps.refresh()
+        if self._deps.any:
+            stats = _memo(queue.stats_tube)
+            self._deps.forget_finished(stats)
+            blocked = self._deps.blocked_tubes(tubes, stats)
+            tubes = [t for t in tubes if t not in blocked]
+        return sorted(tubes)
+
+    def _runnable(self, tube: str) -> bool:
+        return (tube not in self._options.exclude and tube != ERRORS_TUBE
+                and not tube.startswith(INTERNAL_PREFIX))
+
+
+def _memo(func: Callable[[str], object]) -> Callable[[str], object]:
+    seen: dict[str, object] = {}
+
+    def call(key: str) -> object:
+        if key not in seen:
+            seen[key] = func(key)
+        return seen[key]
+    return call
+
+
+class _Link:
+    """Says once when beanstalkd becomes unreachable, and once when it is back."""
+
+    def __init__(self, address: str):
+        self._address = address
+        self._down = False
+        self._lock = threading.Lock()
+
+    def down(self, exc: Exception) -> None:
+        with self._lock:
+            if not self._down:
+                self._down = True
+                log.warning("%s; trying again every %g s at most, running jobs are stopped "
+                            "(beanstalkd gives them to the next listener)", exc, RECONNECT_CAP)
+
+    def up(self) -> None:
+        if self._down:
+            with self._lock:
+                if self._down:
+                    self._down = False
+                    log.warning("beanstalkd at %s is reachable again", self._address)
+
+
+def reopen_log(handler: logging.Handler) -> None:
+    """Reopen the log file if it was moved away (logrotate); SIGHUP asks for it."""
+    reopen = getattr(handler, "reopenIfNeeded", None)
+    if reopen is not None:
+        with handler.lock:  # a slot may be writing a line right now
+            reopen()
+
+
+def install_signals(listener: Listener, reopen: Callable[[], None] | None = None) -> None:
     """SIGINT: finish running jobs then exit (twice: like SIGTERM); SIGTERM: stop
-    running jobs and release them; SIGHUP: reopen the log file."""
+    running jobs and hand them back; SIGHUP: reopen the log file."""
 
     def on_int(signum, frame):
         if listener.draining.is_set():
-            log.warning("second interrupt: stopping running jobs and releasing them")
+            log.warning("second interrupt: stopping running jobs and handing them back")
             listener.stop(graceful=False)
         else:
             log.warning("interrupt: finishing running jobs, then exiting (again to stop now)")
             listener.stop(graceful=True)
 
     def on_term(signum, frame):
+        log.warning("terminated: stopping running jobs and handing them back")
         listener.stop(graceful=False)
 
+    if reopen is not None:
+        listener.reopen_log = reopen
     signal.signal(signal.SIGINT, on_int)
     signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, lambda s, f: reopen_log())
+    signal.signal(signal.SIGHUP, lambda signum, frame: listener.log_reopen.set())
