@@ -16,6 +16,8 @@ _PUBLIC = {
     "Job": "job", "connect": "queue", "Queue": "queue",
     # listening and local clusters
     "Listener": "listener", "ListenerOptions": "listener", "LocalCluster": "cluster",
+    # sweeps and results
+    "sweep": "sweep", "Batch": "batch", "batches": "batch",
     # outcomes
     "Outcome": "outcome", "Status": "outcome",
     # errors

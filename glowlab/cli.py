@@ -156,21 +156,24 @@ def _log_to(path: str | None, *, verbose: bool) -> logging.Handler:
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     import signal
+    import threading
 
     from .cluster import LocalCluster
 
-    with LocalCluster(listeners=args.listeners, jobs=args.jobs, verbose=args.verbose) as cluster:
+    with LocalCluster(listeners=args.listeners, jobs=args.jobs, verbose=args.verbose,
+                      show_logs=True) as cluster:
         print(f"GLOW_QUEUE={cluster.address}", flush=True)
         print(f"beanstalkd and {args.listeners} listener(s) running; in another shell:\n"
               f"  export GLOW_QUEUE={cluster.address}\n"
               f"  glowlab submit --tube test --out /dev/stdout -- echo hello\n"
               "Press Ctrl-C to stop everything.", file=sys.stderr, flush=True)
-        signal.signal(signal.SIGTERM, lambda s, f: sys.exit(0))
-        try:
-            while True:
-                signal.pause()
-        except KeyboardInterrupt:
-            print("stopping", file=sys.stderr)
+        stop = threading.Event()
+        # Explicit handlers: a shell starts background jobs with SIGINT ignored.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda s, f: stop.set())
+        while not stop.wait(1):
+            pass
+        print("stopping", file=sys.stderr)
     return 0
 
 
@@ -256,7 +259,8 @@ def _listen_parser(sub) -> None:
 
 def _up_parser(sub) -> None:
     p = _command(sub, "up", cmd_up, "Start a private beanstalkd and listeners here until Ctrl-C.",
-                 "  glowlab up --listeners 4\n  eval $(glowlab up 2>/dev/null | head -1)  # in scripts")
+                 "  glowlab up --listeners 4\n"
+                 "  glowlab up > cluster.env &   # in scripts: then  export $(head -1 cluster.env)")
     p.add_argument("--listeners", type=int, default=2, metavar="N", help="listener processes (default 2)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="slots per listener (default 1)")
     p.add_argument("-v", "--verbose", action="store_true", help="listeners log every job")

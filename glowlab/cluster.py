@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -92,11 +93,12 @@ class LocalCluster:
     """
 
     def __init__(self, listeners: int = 2, *, jobs: int = 1, verbose: bool = False,
-                 listen_args: Sequence[str] = ()):
+                 listen_args: Sequence[str] = (), show_logs: bool = False):
         self._dir = tempfile.mkdtemp(prefix="glowlab-cluster-")
         self._guardian = Guardian()
         self._listeners: list[subprocess.Popen] = []
         self._queue: Queue | None = None
+        self._show_logs = show_logs
         try:
             self.server = Beanstalkd(binlog_dir=self._dir).start()
             self._guardian.add(self.server.proc.pid)
@@ -109,13 +111,22 @@ class LocalCluster:
             raise
 
     def _spawn(self, argv: list[str]) -> None:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+        # Listener logs go to a file, not into the notebook or terminal that started us.
+        with open(self.log_path, "ab") as log:
+            out = None if self._show_logs else log
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                    start_new_session=True)
         self._guardian.add(proc.pid)
         self._listeners.append(proc)
 
     @property
     def address(self) -> str:
         return self.server.address
+
+    @property
+    def log_path(self) -> str:
+        """The listeners' shared log (and their /dev/stdout), kept until :meth:`close`."""
+        return os.path.join(self._dir, "listeners.log")
 
     @property
     def queue(self) -> Queue:
