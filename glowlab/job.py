@@ -12,8 +12,8 @@ import re
 import shlex
 import sys
 import uuid
-from dataclasses import MISSING, dataclass, field, fields, replace
-from typing import Any, Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Iterable, Mapping
 
 from .errors import InvalidJobError
 
@@ -82,26 +82,29 @@ class Job:
 
     def to_dict(self) -> dict[str, Any]:
         """The record with default values left out (the wire form)."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in _ALWAYS or value != _DEFAULTS.get(f.name, _MISSING):
-                out[f.name] = _jsonable(value)
-        return out
+        values = self.__dict__
+        return {name: _jsonable(values[name]) for name, default in _WIRE
+                if default is _MISSING or values[name] != default}
 
     def encode(self) -> bytes:
         """The job body as queued in beanstalkd: compact JSON."""
         return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
 
     def with_changes(self, **changes: Any) -> "Job":
-        """A copy with some fields changed (validated again)."""
-        return replace(self, **changes)
+        """A copy with some fields changed; only the changed fields are checked again."""
+        job = object.__new__(Job)
+        job.__dict__.update(self.__dict__)
+        for name, value in changes.items():
+            if name not in _CHECKS:
+                raise TypeError(f"Job has no field {name!r}")
+            object.__setattr__(job, name, _CHECKS[name](value))
+        return job
 
 
 _MISSING = object()
 _ALWAYS = {"cmd", "tube", "id"}
-_DEFAULTS = {f.name: f.default for f in fields(Job) if f.default is not MISSING}
-_DEFAULTS["env"] = {}
+_WIRE = [(f.name, _MISSING if f.name in _ALWAYS else ({} if f.name == "env" else f.default))
+         for f in fields(Job)]
 KNOWN_KEYS = frozenset(f.name for f in fields(Job))
 
 
@@ -113,27 +116,31 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "cmd": lambda v: _text(v, "cmd", required=True),
+    "tube": check_tube,
+    "args": lambda v: _args(v),
+    "workdir": lambda v: _text(v, "workdir", required=True),
+    "out": lambda v: _text(v, "out", required=True),
+    "stdout": lambda v: _optional_text(v, "stdout"),
+    "stderr": lambda v: _optional_text(v, "stderr"),
+    "mailto": lambda v: _mailto(v),
+    "pri": lambda v: _integer(v, "pri", 0, MAX_PRI),
+    "delay": lambda v: _integer(v, "delay", 0, MAX_SECONDS),
+    "ttr": lambda v: _integer(v, "ttr", 1, MAX_SECONDS),
+    "timeout": lambda v: _timeout(v),
+    "retries": lambda v: _integer(v, "retries", 0, 1000),
+    "env": lambda v: _env(v),
+    "after": lambda v: tuple(check_tube(t, what="after") for t in _names(v, "after")),
+    "results": lambda v: None if v is None else check_tube(v, what="results"),
+    "id": lambda v: _text(v, "id", required=True),
+}
+"""Each field's rule: check the value and return it in its canonical type."""
+
+
 def _normalise(job: Job) -> dict[str, Any]:
     """Every field checked and converted to its canonical type."""
-    return {
-        "cmd": _text(job.cmd, "cmd", required=True),
-        "tube": check_tube(job.tube),
-        "args": _args(job.args),
-        "workdir": _text(job.workdir, "workdir", required=True),
-        "out": _text(job.out, "out", required=True),
-        "stdout": _optional_text(job.stdout, "stdout"),
-        "stderr": _optional_text(job.stderr, "stderr"),
-        "mailto": _mailto(job.mailto),
-        "pri": _integer(job.pri, "pri", 0, MAX_PRI),
-        "delay": _integer(job.delay, "delay", 0, MAX_SECONDS),
-        "ttr": _integer(job.ttr, "ttr", 1, MAX_SECONDS),
-        "timeout": _timeout(job.timeout),
-        "retries": _integer(job.retries, "retries", 0, 1000),
-        "env": _env(job.env),
-        "after": tuple(check_tube(t, what="after") for t in _names(job.after, "after")),
-        "results": None if job.results is None else check_tube(job.results, what="results"),
-        "id": _text(job.id, "id", required=True),
-    }
+    return {name: check(getattr(job, name)) for name, check in _CHECKS.items()}
 
 
 def _text(value: Any, name: str, *, required: bool = False) -> str:

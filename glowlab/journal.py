@@ -8,6 +8,7 @@ so a message delivered twice is stored once.
 from __future__ import annotations
 
 import json
+from array import array
 import os
 import sqlite3
 import time
@@ -21,7 +22,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
     id TEXT PRIMARY KEY, name TEXT, command TEXT NOT NULL, address TEXT NOT NULL,
     results_tube TEXT NOT NULL, index_names TEXT NOT NULL, columns TEXT NOT NULL,
-    created REAL NOT NULL, total INTEGER NOT NULL
+    created REAL NOT NULL, total INTEGER NOT NULL, bids BLOB
 );
 CREATE INDEX IF NOT EXISTS batches_name ON batches(name);
 CREATE TABLE IF NOT EXISTS rows (
@@ -30,7 +31,6 @@ CREATE TABLE IF NOT EXISTS rows (
     PRIMARY KEY (batch_id, position)
 );
 CREATE INDEX IF NOT EXISTS rows_job ON rows(job_id);
-CREATE INDEX IF NOT EXISTS rows_fingerprint ON rows(fingerprint);
 CREATE TABLE IF NOT EXISTS outcomes (
     job_id TEXT NOT NULL, attempt INTEGER NOT NULL, status TEXT NOT NULL, record TEXT NOT NULL,
     received REAL NOT NULL, PRIMARY KEY (job_id, attempt)
@@ -93,12 +93,18 @@ class Journal:
     def add_batch(self, batch: BatchRecord, rows: Sequence[RowRecord]) -> None:
         with self.db:
             self.db.execute(
-                "INSERT INTO batches VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO batches VALUES (?,?,?,?,?,?,?,?,?,NULL)",
                 (batch.id, batch.name, batch.command, batch.address, batch.results_tube,
                  json.dumps(batch.index_names), json.dumps(batch.columns), batch.created,
                  batch.total),
             )
             self._put_rows(batch.id, rows)
+
+    def set_bids(self, batch_id: str, bids: Sequence[int]) -> None:
+        """beanstalkd ids of the rows as first queued, by position (0: not queued), in one write."""
+        with self.db:
+            self.db.execute("UPDATE batches SET bids = ? WHERE id = ?",
+                            (array("Q", bids).tobytes(), batch_id))
 
     def replace_rows(self, batch_id: str, rows: Sequence[RowRecord]) -> None:
         """Point rows at new jobs (after a retry)."""
@@ -129,8 +135,12 @@ class Journal:
         ).fetchall()
 
     def rows(self, batch_id: str) -> list[RowRecord]:
+        blob = self.db.execute("SELECT bids FROM batches WHERE id = ?", (batch_id,)).fetchone()
+        first = array("Q", blob[0]) if blob and blob[0] else array("Q")
         return [
-            RowRecord(position, job_id, bid, tube, fp, json.loads(params))
+            RowRecord(position, job_id,
+                      bid if bid is not None else (first[position] or None if position < len(first) else None),
+                      tube, fp, json.loads(params))
             for position, job_id, bid, tube, fp, params in self.db.execute(
                 "SELECT position, job_id, beanstalkd_id, tube, fingerprint, params FROM rows "
                 "WHERE batch_id = ? ORDER BY position", (batch_id,))

@@ -128,15 +128,15 @@ def sweep(
     index_names = [n if n is not None else f"__index_{i}" for i, n in enumerate(df.index.names)]
     frame = df.reset_index(names=index_names)
     columns = [str(c) for c in df.columns]
-    defaults = {"workdir": os.getcwd()}
+    maker = _JobMaker(template, columns, tube=tube, pri=pri, delay=delay,
+                      workdir=workdir if workdir is not None else os.getcwd(), timeout=timeout,
+                      retries=retries, after=after_tubes, results=results_tube,
+                      env=dict(env or {}), **({"ttr": ttr} if ttr is not None else {}))
     jobs, rows = [], []
     for position, record in enumerate(frame.to_dict("records")):
         record = {str(k): jsonable(v) for k, v in record.items()}
         params = {c: record[c] for c in columns}
-        job = _row_job(template, params, record, columns, defaults, tube=tube, pri=pri,
-                       delay=delay, workdir=workdir, timeout=timeout, retries=retries,
-                       after=after_tubes, results=results_tube, env=env or {}, ttr=ttr,
-                       position=position)
+        job = maker.job(position, record, params)
         jobs.append(job)
         rows.append(RowRecord(position, job.id, None, job.tube, fingerprint(job.argv, job.env), record))
     journal = Journal()
@@ -147,12 +147,8 @@ def sweep(
     ids = q.put_bodies([(j.tube, j.pri, j.delay, j.ttr) for j in jobs], q.encode_all(jobs),
                        progress=(lambda n: progress(n, len(jobs))) if progress else None)
     by_job = dict(zip((j.id for j in jobs), ids))
-    journal.replace_rows(batch_id, [_with_bid(r, by_job.get(r.job_id)) for r in rows])
+    journal.set_bids(batch_id, [by_job.get(r.job_id, 0) for r in rows])
     return Batch(record, q, journal)
-
-
-def _with_bid(row: RowRecord, bid: int | None) -> RowRecord:
-    return RowRecord(row.position, row.job_id, bid, row.tube, row.fingerprint, row.params)
 
 
 def _after_tubes(after: Any) -> tuple[str, ...]:
@@ -165,22 +161,33 @@ def _after_tubes(after: Any) -> tuple[str, ...]:
     return tuple(after)
 
 
-def _row_job(template: Template, params: dict, record: dict, columns: Sequence[str],
-             defaults: dict, *, position: int, after: tuple[str, ...], results: str,
-             env: Mapping[str, str], ttr: int | None, retries: int, **options: PerRow) -> Job:
-    fields = {k: per_row(v, params, columns) for k, v in options.items()}
-    fields = {k: v for k, v in fields.items() if v is not None}
-    argv = template.argv(record, params)
-    try:
-        job = Job(cmd=argv[0], args=tuple(argv[1:]), **{**defaults, **fields}, retries=retries,
-                  after=after, results=results, env=dict(env),
-                  **({"ttr": ttr} if ttr is not None else {}))
-    except InvalidJobError as exc:
-        raise exc.at(position) from None
-    if job.tube in after:
-        raise GlowlabError(f"row {position}: tube {job.tube!r} cannot wait for itself; give the "
-                           "later stage its own tube")
-    return job
+class _JobMaker:
+    """Jobs for rows: constant options are checked once, per-row ones for each row."""
+
+    def __init__(self, template: Template, columns: Sequence[str], **options: Any):
+        self.template, self.columns = template, columns
+        self.varying = {k: v for k, v in options.items()
+                        if callable(v) or (isinstance(v, str) and v in columns)}
+        constant = {k: v for k, v in options.items() if k not in self.varying and v is not None}
+        constant.setdefault("tube", "default")  # a placeholder when the tube varies by row
+        self.after = constant.get("after", ())
+        try:
+            self.base = Job(cmd="-", **constant)
+        except InvalidJobError as exc:
+            raise InvalidJobError(f"sweep option: {exc}", field=exc.field) from None
+
+    def job(self, position: int, record: Mapping[str, Any], params: Mapping[str, Any]) -> Job:
+        argv = self.template.argv(record, params)
+        changes = {k: per_row(v, params, self.columns) for k, v in self.varying.items()}
+        try:
+            job = self.base.with_changes(cmd=argv[0], args=argv[1:], id=uuid.uuid4().hex,
+                                         **{k: v for k, v in changes.items() if v is not None})
+        except InvalidJobError as exc:
+            raise exc.at(position) from None
+        if job.tube in self.after:
+            raise GlowlabError(f"row {position}: tube {job.tube!r} cannot wait for itself; give "
+                               "the later stage its own tube")
+        return job
 
 
 def _skip_done(journal: Journal, rows: list[RowRecord], jobs: list[Job]):
