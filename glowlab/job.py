@@ -13,9 +13,13 @@ import shlex
 import sys
 import uuid
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .errors import InvalidJobError
+from .signing import SIG_KEY
+
+if TYPE_CHECKING:
+    from .signing import Keyring
 
 log = logging.getLogger("glowlab")
 
@@ -86,9 +90,15 @@ class Job:
         return {name: _jsonable(values[name]) for name, default in _WIRE
                 if default is _MISSING or values[name] != default}
 
-    def encode(self) -> bytes:
-        """The job body as queued in beanstalkd: compact JSON."""
-        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+    def encode(self, keyring: "Keyring | None" = None) -> bytes:
+        """The job body as queued in beanstalkd: compact JSON, signed when a keyring is given."""
+        record = self.to_dict() if keyring is None else keyring.sign(self.to_dict())
+        try:
+            return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            # Arguments that were not UTF-8 on the command line arrive as lone surrogates;
+            # \u escapes carry them, and the listener turns them back into the same bytes.
+            return json.dumps(record, separators=(",", ":")).encode()
 
     def with_changes(self, **changes: Any) -> "Job":
         """A copy with some fields changed; only the changed fields are checked again."""
@@ -237,19 +247,26 @@ def from_dict(record: Any) -> Job:
     for key in ("cmd", "tube"):
         if record.get(key) is None:  # null counts as missing: it would reach Job() as no argument
             raise InvalidJobError(f"{key} is required", field=key)
-    unknown = sorted(set(record) - KNOWN_KEYS)
+    unknown = sorted(set(record) - KNOWN_KEYS - {SIG_KEY})
     if unknown:
         log.warning("ignoring unknown job keys: %s", ", ".join(map(str, unknown)))
     known = {k: v for k, v in record.items() if k in KNOWN_KEYS and v is not None}
     return Job(**known)
 
 
-def decode(body: bytes | str) -> Job:
-    """The job in a queued body; raises InvalidJobError for anything malformed."""
+def decode(body: bytes | str, keyring: "Keyring | None" = None) -> Job:
+    """The job in a queued body; raises InvalidJobError for anything malformed.
+
+    With a keyring the signature is checked before any field is looked at.
+    """
     try:
         record = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidJobError(f"body is not valid JSON: {exc}") from None
+    if keyring is not None:
+        record = keyring.verify(record)
+    elif isinstance(record, dict):
+        record.pop(SIG_KEY, None)
     return from_dict(record)
 
 

@@ -8,9 +8,10 @@ Every socket operation has a timeout and every failure becomes a
 
 from __future__ import annotations
 
+import select
 import socket
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import greenstalk
 
@@ -18,8 +19,14 @@ from .errors import InvalidJobError, QueueError, QueueUnreachableError
 from .job import Job, check_tube
 from .settings import Settings, parse_address
 
+if TYPE_CHECKING:
+    from .signing import Keyring
+
 IO_TIMEOUT = 10.0
 """Seconds any one reply may take (a reserve waits this much beyond its own timeout)."""
+
+IDLE_TUBE = "glowlab.idle"
+"""Watched when there is nothing to watch; the ``glowlab.`` prefix keeps listeners from running it."""
 
 _WINDOW = 512
 """Puts written before their replies are read; small enough that neither side's buffers fill."""
@@ -34,8 +41,12 @@ class Reserved:
 
 
 def connect(address: str | None = None) -> "Queue":
-    """A connection to the beanstalkd at ``address`` (default ``GLOW_QUEUE``)."""
-    return Queue(address or Settings.from_env().queue)
+    """A connection to the beanstalkd at ``address`` (default ``GLOW_QUEUE``).
+
+    Jobs it submits are signed when ``GLOW_SECRET`` or ``GLOW_SECRET_FILE`` is set.
+    """
+    settings = Settings.from_env()
+    return Queue(address or settings.queue, keyring=settings.keyring())
 
 
 def unreachable(address: str, reason: object) -> QueueUnreachableError:
@@ -48,8 +59,9 @@ def unreachable(address: str, reason: object) -> QueueUnreachableError:
 class Queue:
     """A beanstalkd connection with glowlab's vocabulary: submit, reserve, settle."""
 
-    def __init__(self, address: str, *, timeout: float = IO_TIMEOUT):
+    def __init__(self, address: str, *, timeout: float = IO_TIMEOUT, keyring: "Keyring | None" = None):
         self.address = address
+        self.keyring = keyring
         self._host, self._port = parse_address(address, what="queue address")
         self._timeout = timeout
         self._client: greenstalk.Client[bytes] | None = None
@@ -73,6 +85,20 @@ class Queue:
             self._client = greenstalk.Client(self._socket(), encoding=None)
             self._watching = {"default"}
         return self._client
+
+    def is_open(self) -> bool:
+        """False once the server has closed the main connection (a restart, a crash).
+
+        Checked locally, nothing is sent: beanstalkd never speaks unasked, so a
+        readable idle socket means end-of-file (or a reply out of step: as bad).
+        """
+        if self._client is None:
+            return False
+        try:
+            readable, _, _ = select.select([self._client._sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
 
     def close(self) -> None:
         """Close both connections; reserved jobs return to ready."""
@@ -132,7 +158,7 @@ class Queue:
         limit = self.max_job_size if jobs else 0
         bodies = []
         for index, job in enumerate(jobs):
-            body = job.encode()
+            body = job.encode(self.keyring)
             if len(body) > limit:
                 raise InvalidJobError(
                     f"body is {len(body)} bytes, over the server's max-job-size of {limit}; "
@@ -184,8 +210,12 @@ class Queue:
 
     # -- reserving and settling --------------------------------------------
     def watch_only(self, tubes: Iterable[str]) -> None:
-        """Make the watch list exactly ``tubes`` (at least one)."""
-        wanted = set(tubes) or {"default"}
+        """Make the watch list exactly ``tubes``; none means a tube nobody fills.
+
+        beanstalkd keeps at least one watched tube; falling back to ``default``
+        would run jobs of a tube the caller had excluded.
+        """
+        wanted = set(tubes) or {IDLE_TUBE}
         self.client
         for tube in sorted(wanted - self._watching):
             self._call("watch", tube)
@@ -247,9 +277,47 @@ class Queue:
         except greenstalk.NotFoundError:
             return None
 
-    def pause_tube(self, tube: str, seconds: int) -> None:
-        """Stop reservations from ``tube`` for ``seconds`` (0 resumes)."""
-        self._call("pause_tube", check_tube(tube), seconds)
+    def pause_tube(self, tube: str, seconds: int) -> bool:
+        """Stop reservations from ``tube`` for ``seconds`` (0 resumes); False if no such tube."""
+        return self._settle("pause_tube", check_tube(tube), seconds)
+
+    # -- operating (glowlab stats, drain, kick, peek, errors) ------------------
+    def peek_ready(self, tube: str) -> Reserved | None:
+        """The job of ``tube`` a listener would reserve next, or None (not reserved)."""
+        return self._peek("peek_ready", tube)
+
+    def peek_delayed(self, tube: str) -> Reserved | None:
+        """The delayed job of ``tube`` that becomes ready first, or None."""
+        return self._peek("peek_delayed", tube)
+
+    def peek_buried(self, tube: str) -> Reserved | None:
+        """The oldest buried job of ``tube``, or None."""
+        return self._peek("peek_buried", tube)
+
+    def _peek(self, method: str, tube: str) -> Reserved | None:
+        self._call("use", check_tube(tube))  # peek-* and kick act on the used tube
+        try:
+            job = self._call(method)
+        except greenstalk.NotFoundError:
+            return None
+        return Reserved(job.id, job.body)
+
+    def reserve_job(self, job_id: int) -> Reserved | None:
+        """Reserve job ``job_id`` (ready, delayed or buried); None if gone or reserved elsewhere."""
+        try:
+            job = self._call("reserve_job", job_id)
+        except greenstalk.NotFoundError:
+            return None
+        return Reserved(job.id, job.body)
+
+    def kick(self, tube: str, bound: int) -> int:
+        """Kick up to ``bound`` buried jobs of ``tube`` (delayed ones if none is buried)."""
+        self._call("use", check_tube(tube))
+        return int(self._call("kick", bound))
+
+    def kick_job(self, job_id: int) -> bool:
+        """Make one buried or delayed job ready; False if it is in neither state."""
+        return self._settle("kick_job", job_id)
 
 
 class _Pipeline:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Mapping
 
 from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .signing import Keyring
 
 DEFAULT_QUEUE = "0.0.0.0:11300"
 DEFAULT_MAIL_FROM = "glow@example.com"
@@ -20,6 +23,8 @@ class Settings:
     smtp_server: str | None = None
     mail_from: str = DEFAULT_MAIL_FROM
     home: str = ".glowlab"
+    secret: str | None = field(default=None, repr=False)
+    secret_file: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -29,11 +34,20 @@ class Settings:
             smtp_server=env.get("GLOW_SMTP_SERVER") or None,
             mail_from=env.get("GLOW_MAIL_FROM") or DEFAULT_MAIL_FROM,
             home=env.get("GLOWLAB_HOME") or ".glowlab",
+            secret=env.get("GLOW_SECRET") or None,
+            secret_file=env.get("GLOW_SECRET_FILE") or None,
         )
         parse_address(settings.queue, what="GLOW_QUEUE")
         if settings.smtp_server:
             parse_address(settings.smtp_server, what="GLOW_SMTP_SERVER")
         return settings
+
+
+    def keyring(self, secret_file: str | None = None) -> "Keyring | None":
+        """The signing keys from GLOW_SECRET / GLOW_SECRET_FILE (or ``secret_file``), if any."""
+        from .signing import Keyring
+
+        return Keyring.load(self.secret, secret_file or self.secret_file)
 
 
 def parse_address(address: str, *, what: str = "address") -> tuple[str, int]:
