@@ -25,6 +25,7 @@ class Settings:
     home: str = ".glowlab"
     secret: str | None = field(default=None, repr=False)
     secret_file: str | None = None
+    secret_ttl: int | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -36,6 +37,7 @@ class Settings:
             home=env.get("GLOWLAB_HOME") or ".glowlab",
             secret=env.get("GLOW_SECRET") or None,
             secret_file=env.get("GLOW_SECRET_FILE") or None,
+            secret_ttl=_seconds(env.get("GLOW_SECRET_TTL"), "GLOW_SECRET_TTL"),
         )
         parse_address(settings.queue, what="GLOW_QUEUE")
         if settings.smtp_server:
@@ -47,7 +49,15 @@ class Settings:
         """The signing keys from GLOW_SECRET / GLOW_SECRET_FILE (or ``secret_file``), if any."""
         from .signing import Keyring
 
-        return Keyring.load(self.secret, secret_file or self.secret_file)
+        return Keyring.load(self.secret, secret_file or self.secret_file, ttl=self.secret_ttl)
+
+
+def _seconds(value: str | None, name: str) -> int | None:
+    if not value:
+        return None
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ConfigurationError(f"{name} must be a whole number of seconds, not {value!r}")
+    return int(value)
 
 
 def parse_address(address: str, *, what: str = "address") -> tuple[str, int]:
