@@ -72,10 +72,18 @@ class Beanstalkd:
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             wait_reachable(self.address)
+            self._check_ours()
         except QueueUnreachableError:
             self.stop()
             raise
         return self
+
+    def _check_ours(self) -> None:
+        """Make sure what answers on the port is our process, not another server."""
+        with Queue(self.address) as queue:
+            pid = int(queue.stats()["pid"])
+        if pid != self.proc.pid:
+            raise unreachable(self.address, f"port {self.port} is taken by another beanstalkd (pid {pid})")
 
     def stop(self, sig_kill: bool = False) -> None:
         if self.proc is None:
