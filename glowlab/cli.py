@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import sys
 from typing import Callable, Sequence
@@ -59,6 +60,8 @@ def add_job_options(parser: argparse.ArgumentParser) -> None:
 def job_fields(args: argparse.Namespace) -> dict:
     """The job options the user gave, as job record keys."""
     fields = {k: getattr(args, k) for k in JOB_OPTIONS if getattr(args, k, None) is not None}
+    if "workdir" in fields:  # as glow did: relative to where you submit, not to the listener
+        fields["workdir"] = os.path.abspath(fields["workdir"])
     if getattr(args, "env", None):
         env = {}
         for item in args.env:
@@ -88,8 +91,11 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
             raise InvalidJobError("no command given and stdin is a terminal: give a command "
                                   "after --, or pipe a JSON list of jobs to stdin")
         jobs = parse_batch(sys.stdin.buffer.read(), defaults=fields)
-    with Queue(args.queue or settings.queue) as queue:
-        queue.submit_many(jobs)
+    from .progress import putting
+
+    with Queue(args.queue or settings.queue, keyring=settings.keyring()) as queue, \
+            putting(len(jobs)) as report:
+        queue.submit_many(jobs, progress=report)
     _print_submitted(jobs, args.json)
     return 0
 
@@ -205,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     _demo_parser(sub)
     _sweep_parser(sub)
     _results_parser(sub)
+    _watch_parser(sub)
     _call_parser(sub)
     _operator_parsers(sub)
     return parser
@@ -376,6 +383,43 @@ def _results_parser(sub) -> None:
     p.add_argument("--out", metavar="FILE", help="write results here (.csv or .parquet)")
 
 
+def cmd_watch(args: argparse.Namespace, settings: Settings) -> int:
+    from . import ops
+    from .errors import ConfigurationError
+    from .watch import watch
+
+    if args.interval <= 0:
+        raise ConfigurationError(f"--interval must be more than 0 seconds, not {args.interval}")
+    tubes = ops.tube_names(args.tubes) if args.tubes else []
+    batch = None
+    if args.batch:
+        from .batch import Batch
+
+        batch = Batch.open(args.batch, queue=args.queue)
+    with batch.queue if batch else _connect(args, settings) as queue:
+        return watch(queue, batch=batch, tubes=tubes, follow=args.follow, interval=args.interval)
+
+
+def _watch_parser(sub) -> None:
+    p = _command(sub, "watch", cmd_watch, "Show the progress of a batch, or the queue's tubes, live.",
+                 "  glowlab watch                     # every tube and the listeners, until Ctrl-C\n"
+                 "  glowlab watch sims,post           # these tubes only\n"
+                 "  glowlab watch --batch first       # a sweep: bars, rate, latest results, failed rows\n"
+                 "  glowlab watch --batch first -f > progress.log   # a line per change, until it ends\n\n"
+                 "On a terminal the view is redrawn in place, until the batch has finished (or\n"
+                 "Ctrl-C). When the output is not a terminal nothing animates: one snapshot is\n"
+                 "printed, or with --follow a timestamped line for each change. With --batch the\n"
+                 "exit status is 1 when rows failed, timed out or were cancelled.")
+    add_queue_option(p)
+    p.add_argument("tubes", nargs="*", metavar="TUBES",
+                   help="tubes to show (T or T,T; default: every tube but glowlab.*)")
+    p.add_argument("--batch", metavar="ID|NAME", help="show this batch of the journal (and TUBES, if given)")
+    p.add_argument("--follow", "-f", action="store_true",
+                   help="when not on a terminal, print a line per change instead of one snapshot")
+    p.add_argument("--interval", type=float, default=1.0, metavar="S",
+                   help="seconds between updates (default 1)")
+
+
 def cmd_call(args: argparse.Namespace, settings: Settings) -> int:
     from .call import call
 
@@ -394,7 +438,7 @@ def _call_parser(sub) -> None:
 def _connect(args: argparse.Namespace, settings: Settings):
     from .queue import Queue
 
-    return Queue(args.queue or settings.queue)
+    return Queue(args.queue or settings.queue, keyring=settings.keyring())
 
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
@@ -509,8 +553,9 @@ def cmd_errors(args: argparse.Namespace, settings: Settings) -> int:
         if args.follow:
             try:
                 ops.follow_errors(queue, emit)
-            except KeyboardInterrupt:
-                return 0
+            except KeyboardInterrupt:  # the way to end --follow: not an error
+                pass
+            return 0
         errors = ops.read_errors(queue)
         if args.json:
             print(json.dumps([{"id": job_id, **record} for job_id, record in errors], indent=2))
@@ -540,6 +585,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     stop, stopped_by = threading.Event(), []
 
     def on_signal(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt  # a second signal: stop waiting for the report too
         stopped_by.append(signum)
         stop.set()  # the runner stops the job's whole process group
 
@@ -589,7 +636,9 @@ def _drain_parser(sub) -> None:
                  "current pri, ttr and remaining delay. Requeued buried jobs become ready.\n"
                  "Reserved (running) jobs are left to their listeners and counted on stderr.\n"
                  "Bodies that are not glowlab jobs are kept in the queue, as they were, and\n"
-                 "named on stderr; the exit status is then 1.")
+                 "named on stderr; the exit status is then 1. With GLOW_SECRET set, so are\n"
+                 "bodies without a valid signature; the records printed carry no signature\n"
+                 "(submit signs them again).")
     add_queue_option(p)
     p.add_argument("tubes", nargs="+", metavar="TUBES", help="tubes to empty (T or T,T)")
 
@@ -673,7 +722,8 @@ def _run_parser(sub) -> None:
                  "given. --retries runs it again at once. A final failure goes to GLOW_ERRORS\n"
                  "(a warning if beanstalkd cannot be reached) and to --mailto by mail.\n"
                  "The exit status is the job's: its own, 128+N if killed by signal N, 124 on\n"
-                 "timeout, 127 if the command is missing, 126 if it could not start.")
+                 "timeout, 127 if the command is missing, 126 if it could not start. INT or TERM\n"
+                 "stops the job (its whole process group); the exit status is then 130 or 143.")
     add_queue_option(p)
     add_job_options(p)
     p.add_argument("--smtp-server", metavar="HOST:PORT", help="mail failures through this server ($GLOW_SMTP_SERVER)")
