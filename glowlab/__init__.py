@@ -20,12 +20,19 @@ _PUBLIC = {
     "sweep": "sweep", "Batch": "batch", "batches": "batch",
     # outcomes
     "Outcome": "outcome", "Status": "outcome",
+    # notebook display
+    "dashboard": "widgets",
     # errors
     "GlowlabError": "errors", "ConfigurationError": "errors", "InvalidJobError": "errors",
     "QueueUnreachableError": "errors", "QueueError": "errors", "BeanstalkdMissingError": "errors",
 }
 
 __all__ = sorted(_PUBLIC)
+
+# ``glowlab.sweep`` names both a function and a module. Bind the function now: the
+# first ``from .sweep import ...`` anywhere would otherwise leave the module in its
+# place. (sweep.py imports neither pandas nor ipywidgets.)
+from .sweep import sweep  # noqa: E402
 
 
 def __getattr__(name: str) -> Any:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .queue import Queue
+    from .widgets import BatchPanel
 
 OUTCOME_COLUMNS = ["status", "exit_code", "seconds", "host", "attempts", "started", "finished",
                    "stdout", "stderr", "error"]
@@ -62,6 +63,19 @@ class Batch:
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in self.counts(collect=False).items() if v)
         return f"<Batch {self.name or self.id}: {self.total} jobs ({counts})>"
+
+    # -- showing (glowlab.widgets draws; imported only here) ------------------------
+    def progress(self, *, interval: float = 1.0) -> "BatchPanel":
+        """A live panel of this batch for notebooks: bars, latest results, failures, buttons."""
+        from .widgets import BatchPanel
+
+        return BatchPanel(self, interval=interval)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """The live panel in a Jupyter kernel; the same state as text anywhere else."""
+        from .widgets import batch_bundle
+
+        return batch_bundle(self)
 
     # -- collecting -----------------------------------------------------------
     def collect(self, wait: float = 0) -> int:

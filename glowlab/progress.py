@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TYPE_CHECKING, TextIO
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Callable, Iterator, TextIO
+
+from . import state
 
 if TYPE_CHECKING:
     from .batch import Batch
 
+LARGE = 10_000
+"""Jobs from which ``glowlab submit`` shows a bar while queuing them (on a terminal)."""
+
 
 def summary(counts: dict[str, int], total: int) -> str:
-    """``12/32 done · 1 failed · 2 running · 17 queued`` (pure, for logs and text frontends)."""
-    finished = total - counts.get("queued", 0) - counts.get("running", 0)
-    parts = [f"{finished}/{total} finished", f"{counts.get('done', 0)} done"]
-    parts += [f"{counts[k]} {k}" for k in ("failed", "timeout", "cancelled", "running", "queued")
-              if counts.get(k)]
-    return " · ".join(parts)
+    """``12/32 finished · 11 done · 1 failed · 2 running · 17 queued`` from ``Batch.counts()``."""
+    return state.summary(state.tally_counts(counts, total))
 
 
 def follow(batch: "Batch", *, timeout: float | None = None, stream: TextIO | None = None) -> None:
@@ -63,3 +65,23 @@ def _ticks(batch: "Batch", timeout: float | None):
         if deadline is not None and time.monotonic() > deadline:
             raise TimeoutError(f"batch {batch.name or batch.id} not finished after {timeout} s")
         batch.collect(wait=1)
+
+
+@contextmanager
+def putting(total: int, stream: TextIO | None = None) -> Iterator[Callable[[int], None] | None]:
+    """A bar for queuing ``total`` jobs: a ``progress(queued)`` callback, or None.
+
+    Only for ``LARGE`` batches and when ``stream`` (stderr) is a terminal: a few
+    jobs are queued faster than a bar could be drawn.
+    """
+    stream = stream or sys.stderr
+    if total < LARGE or not stream.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("queuing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(file=stream), transient=True) as bar:
+        task = bar.add_task("queuing", total=total)
+        yield lambda queued: bar.update(task, completed=queued)
