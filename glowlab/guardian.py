@@ -2,55 +2,90 @@
 
 The listener writes ``+PGID`` and ``-PGID`` lines to the guardian's stdin.
 When that pipe closes without a final ``.`` (the listener was killed, even with
-``kill -9``), the guardian kills every process group still registered, so no
-orphan keeps running while its job is re-run elsewhere.
+``kill -9``), the guardian KILLs every process group still registered, so no
+orphan keeps running while its job is re-run elsewhere. A process that left
+its job's group (``setsid``, a double fork into a new session) is beyond reach.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
 
+log = logging.getLogger("glowlab")
+
 
 class Guardian:
-    """The listener's side: start the companion, register and forget groups."""
+    """The listener's side: start the companion, register and forget groups.
+
+    If the companion dies, the next message starts a new one and registers
+    every group again, so a long-running listener never goes unguarded.
+    """
 
     def __init__(self) -> None:
-        self._proc = subprocess.Popen(
+        self._lock = threading.Lock()
+        self._groups: set[int] = set()
+        self._proc = self._spawn()
+
+    @staticmethod
+    def _spawn() -> subprocess.Popen:
+        return subprocess.Popen(
             [sys.executable, "-m", "glowlab.guardian"], stdin=subprocess.PIPE,
             start_new_session=True, close_fds=True,
         )
-        self._lock = threading.Lock()
 
     def _say(self, line: str) -> None:
         with self._lock:
-            try:
-                self._proc.stdin.write(line.encode() + b"\n")
-                self._proc.stdin.flush()
-            except (OSError, ValueError):
-                pass
+            if not self._write(line + "\n"):
+                log.warning("the guardian process ended (exit %s); starting a new one",
+                            self._proc.poll())
+                self._proc = self._spawn()
+                self._write("".join(f"+{g}\n" for g in self._groups) + line + "\n")
+
+    def _write(self, text: str) -> bool:
+        try:
+            self._proc.stdin.write(text.encode())
+            self._proc.stdin.flush()
+            return True
+        except (OSError, ValueError):
+            return False
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
 
     def add(self, pgid: int) -> None:
+        self._groups.add(pgid)
         self._say(f"+{pgid}")
 
     def remove(self, pgid: int) -> None:
+        self._groups.discard(pgid)
         self._say(f"-{pgid}")
 
     def close(self) -> None:
         """A clean exit: the guardian leaves the remaining groups alone."""
-        self._say(".")
+        with self._lock:
+            self._write(".\n")
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
         try:
-            self._proc.stdin.close()
-        except OSError:
-            pass
-        self._proc.wait()
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
 
 
 def main() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Only the end of stdin may end the guardian: signals meant for the listener
+    # (Ctrl-C, systemd's TERM to the whole unit) must not remove the safety net first.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
     groups: set[int] = set()
     for line in sys.stdin:
         line = line.strip()

@@ -3,6 +3,8 @@
 The process gets its own process group and session, no shell, and pipes for
 stdout and stderr: the runner copies them to the job's files and keeps the
 last 16 KiB of each for the outcome, so a report never re-reads a file.
+When the process ends, anything it left behind in its process group is
+killed, so a finished job leaves nothing running.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ log = logging.getLogger("glowlab")
 TAIL_BYTES = 16 * 1024
 KILL_GRACE = 5.0
 """Seconds between TERM and KILL when a job must stop."""
+DRAIN_GRACE = 1.0
+"""Seconds to keep reading after the process ended (a process outside its group may hold the pipes)."""
+_STEP = 0.25
+"""Longest pause between looks at the timeout, the heartbeat and the stop request."""
 
 HOST = socket.gethostname()
 
@@ -37,7 +43,8 @@ class Control:
     """How a listener steers a running job.
 
     ``tick`` is called every ``tick_every`` seconds (the heartbeat) and returns
-    False when the job must stop; ``stop`` asks the job to stop now.
+    False when the job must stop; ``stop`` asks the job to stop now. The
+    process group is TERMed, then KILLed ``kill_grace`` seconds later.
     """
 
     tick: Callable[[], bool] = lambda: True
@@ -58,12 +65,12 @@ def run(job: Job, *, attempt: int = 1, listener: str = "", control: Control | No
         result_path: str | None = None) -> Outcome:
     """Run ``job`` once, to the end, and return its outcome."""
     control = control or Control()
-    started = time.time()
     record = dict(job_id=job.id, tube=job.tube, command=job.command_line, host=HOST,
-                  listener=listener, attempt=attempt, started=started)
+                  listener=listener, attempt=attempt, started=time.time())
     try:
+        _check_workdir(job.workdir)
         with _Outputs(job) as outputs:
-            proc = _start(job, outputs, result_path)
+            proc = _start(job, result_path)
             control.on_start(proc.pid)
             try:
                 status = _Watch(proc, outputs, job.timeout, control).run()
@@ -73,9 +80,11 @@ def run(job: Job, *, attempt: int = 1, listener: str = "", control: Control | No
         return Outcome(**record, status=Status.FAILED, error=str(exc), permanent=exc.permanent,
                        finished=time.time())
     code = proc.returncode
+    failed = code != 0 or outputs.error is not None  # output lost to a full disk is a failure too
     return Outcome(
         **record,
-        status=status if status is not Status.DONE or code == 0 else Status.FAILED,
+        status=Status.FAILED if status is Status.DONE and failed else status,
+        error=outputs.error,
         exit_code=code if code >= 0 else None,
         signal=-code if code < 0 else None,
         finished=time.time(),
@@ -85,9 +94,14 @@ def run(job: Job, *, attempt: int = 1, listener: str = "", control: Control | No
     )
 
 
-def _start(job: Job, outputs: "_Outputs", result_path: str | None) -> subprocess.Popen:
-    if not os.path.isdir(job.workdir):
-        raise _StartError(f"workdir {job.workdir} does not exist or is not a folder")
+def _check_workdir(workdir: str) -> None:
+    try:
+        os.listdir(workdir)  # fails, with the OS's reason, on a missing, unreadable or non-folder
+    except OSError as exc:
+        raise _StartError(f"cannot use workdir {workdir}: {exc.strerror or exc}") from None
+
+
+def _start(job: Job, result_path: str | None) -> subprocess.Popen:
     env = {**os.environ, **job.env, "GLOWLAB_JOB_ID": job.id}
     if result_path:
         env["GLOWLAB_RESULT"] = result_path
@@ -96,11 +110,20 @@ def _start(job: Job, outputs: "_Outputs", result_path: str | None) -> subprocess
             job.argv, cwd=job.workdir, env=env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
         )
-    except FileNotFoundError as exc:
-        raise _StartError(f"cannot run {job.cmd!r}: executable not found ({exc.strerror})",
-                          permanent=True) from None
     except OSError as exc:
-        raise _StartError(f"cannot run {job.cmd!r}: {exc.strerror or exc}") from None
+        raise _start_error(job, exc) from None
+
+
+def _start_error(job: Job, exc: OSError) -> _StartError:
+    """Say why the process did not start; a missing executable is permanent."""
+    reason = exc.strerror or str(exc)
+    if exc.filename == job.workdir and exc.filename != job.argv[0]:
+        return _StartError(f"cannot use workdir {job.workdir}: {reason}")
+    if isinstance(exc, FileNotFoundError):
+        return _StartError(f"cannot run {job.cmd!r}: executable not found ({reason})", permanent=True)
+    if isinstance(exc, PermissionError):
+        return _StartError(f"cannot run {job.cmd!r}: {reason} (is it executable?)")
+    return _StartError(f"cannot run {job.cmd!r}: {reason}")
 
 
 def _metrics(path: str | None) -> dict:
@@ -109,14 +132,22 @@ def _metrics(path: str | None) -> dict:
     try:
         with open(path, "rb") as fh:
             data = json.load(fh)
-        os.unlink(path)
     except (OSError, ValueError) as exc:
         log.warning("ignoring GLOWLAB_RESULT file %s: %s", path, exc)
         return {}
+    finally:
+        _unlink(path)  # a listener runs for months: leave nothing behind
     if not isinstance(data, dict):
         log.warning("ignoring GLOWLAB_RESULT file %s: not a JSON object", path)
         return {}
     return data
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 class _Outputs:
@@ -129,6 +160,8 @@ class _Outputs:
         self._opened: dict[str, BinaryIO] = {}
         self._tails = {"stdout": bytearray(), "stderr": bytearray()}
         self.sinks: dict[str, BinaryIO | None] = {}
+        self.error: str | None = None
+        """Why output could not be written (the first such error), if it could not."""
 
     def __enter__(self) -> "_Outputs":
         try:
@@ -150,8 +183,7 @@ class _Outputs:
         path = os.path.join(self._job.workdir, path)
         if path not in self._opened:
             try:
-                os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-                self._opened[path] = open(path, "ab", buffering=0)
+                self._opened[path] = _append(path)
             except OSError as exc:
                 raise _StartError(f"cannot open output file {path}: {exc.strerror or exc}") from None
         return self._opened[path]
@@ -166,8 +198,11 @@ class _Outputs:
             try:
                 sink.write(data)
                 sink.flush()
-            except OSError as exc:
-                log.warning("job %s: cannot write %s: %s", self._job.id, stream, exc)
+            except OSError as exc:  # e.g. a full disk: the job runs on, its outcome says why it failed
+                problem = f"cannot write output file {sink.name}: {exc.strerror or exc}"
+                log.warning("job %s: %s", self._job.id, problem)
+                if sink in self._opened.values():  # the listener's own stdout is not the job's fault
+                    self.error = self.error or problem
                 self.sinks[stream] = None
 
     def tail(self, stream: str) -> str:
@@ -177,6 +212,15 @@ class _Outputs:
         for fh in self._opened.values():
             fh.close()
         self._opened.clear()
+
+
+def _append(path: str) -> BinaryIO:
+    """Open ``path`` for appending, creating missing folders (a kindness glow did not do)."""
+    try:
+        return open(path, "ab", buffering=0)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        return open(path, "ab", buffering=0)
 
 
 class _Watch:
@@ -189,48 +233,69 @@ class _Watch:
         self.deadline = now + timeout if timeout else None
         self.next_tick = now + control.tick_every
         self.kill_at: float | None = None
+        self.exited_at: float | None = None
         self.status = Status.DONE
 
     def run(self) -> Status:
-        streams = {self.proc.stdout: "stdout", self.proc.stderr: "stderr"}
+        pipes = {self.proc.stdout: "stdout", self.proc.stderr: "stderr"}
         with selectors.DefaultSelector() as sel:
-            for pipe, name in streams.items():
+            for pipe, name in pipes.items():
                 sel.register(pipe, selectors.EVENT_READ, name)
-            while sel.get_map():
-                events = sel.select(self._wait())
-                for key, _ in events:
-                    data = os.read(key.fd, 65536)
-                    if data:
-                        self.outputs.write(key.data, data)
-                    else:
-                        sel.unregister(key.fileobj)
+            while not self._finished(sel):
+                if sel.get_map():
+                    for key, _ in sel.select(self._wait()):
+                        self._read(sel, key)
+                else:
+                    self._pause()  # the process closed its pipes but runs on
                 self._mind(time.monotonic())
-                if not events and self.proc.poll() is not None:
-                    break  # exited; a daemonised grandchild may hold the pipes open
-        for pipe in streams:
+        for pipe in pipes:
             pipe.close()
-        self._reap()
         return self.status
 
+    def _finished(self, sel: selectors.BaseSelector) -> bool:
+        if self.exited_at is None:
+            return False
+        return not sel.get_map() or time.monotonic() > self.exited_at + DRAIN_GRACE
+
+    def _read(self, sel: selectors.BaseSelector, key: selectors.SelectorKey) -> None:
+        data = os.read(key.fd, 65536)
+        if data:
+            self.outputs.write(key.data, data)
+        else:
+            sel.unregister(key.fileobj)
+
+    def _pause(self) -> None:
+        try:
+            self.proc.wait(self._wait())
+        except subprocess.TimeoutExpired:
+            pass
+
     def _wait(self) -> float:
-        times = [self.next_tick, self.deadline, self.kill_at]
-        soonest = min(t for t in times if t is not None)
-        return max(0.0, min(soonest - time.monotonic(), 0.25))
+        if self.exited_at is not None:
+            return 0.05
+        times = [t for t in (self.next_tick, self.deadline, self.kill_at) if t is not None]
+        return max(0.0, min(min(times) - time.monotonic(), _STEP))
 
     def _mind(self, now: float) -> None:
+        if self.exited_at is not None:
+            return
+        if self.proc.poll() is not None:
+            self.exited_at = now
+            self._signal(signal.SIGKILL)  # whatever it left running in its group
+            return
+        if now >= self.next_tick:
+            # keep the heartbeat during a kill's grace too: the job is ours until it is dead
+            self.next_tick = now + self.control.tick_every
+            if not self.control.tick() and self.kill_at is None:
+                self._terminate(Status.INTERRUPTED)
         if self.kill_at is not None:
             if now >= self.kill_at:
                 self._signal(signal.SIGKILL)
                 self.kill_at = now + 3600
-            return
-        if self.deadline is not None and now >= self.deadline:
+        elif self.deadline is not None and now >= self.deadline:
             self._terminate(Status.TIMEOUT)
         elif self.control.stop is not None and self.control.stop.is_set():
             self._terminate(Status.INTERRUPTED)
-        elif now >= self.next_tick:
-            self.next_tick = now + self.control.tick_every
-            if not self.control.tick():
-                self._terminate(Status.INTERRUPTED)
 
     def _terminate(self, status: Status) -> None:
         self.status = status
@@ -238,15 +303,8 @@ class _Watch:
         self.kill_at = time.monotonic() + self.control.kill_grace
 
     def _signal(self, sig: int) -> None:
+        # the group outlives its leader while members remain, and its id is not reused meanwhile
         try:
             os.killpg(self.proc.pid, sig)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):
             pass
-
-    def _reap(self) -> None:
-        while True:
-            try:
-                self.proc.wait(timeout=self._wait())
-                return
-            except subprocess.TimeoutExpired:
-                self._mind(time.monotonic())
