@@ -131,7 +131,9 @@ def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
         deps_file=args.deps, smtp_server=args.smtp_server or settings.smtp_server,
         mail_from=args.mail_from or settings.mail_from,
         backoff_base=args.retry_base, backoff_cap=args.retry_cap, kill_grace=args.kill_grace,
+        keyring=settings.keyring(args.secret_file),
     )
+    _check_trust(options, allow_root=args.allow_root or settings.allow_root)
     if options.smtp_server:
         from .settings import parse_address
         parse_address(options.smtp_server, what="--smtp-server")
@@ -141,6 +143,21 @@ def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
     listener.run()
     log.info("listener stopped")
     return 0
+
+
+def _check_trust(options, *, allow_root: bool) -> None:
+    """Refuse root unless told so; warn when anyone on a network could make us run commands."""
+    from .errors import ConfigurationError
+    from .listener import is_loopback
+
+    if os.geteuid() == 0 and not allow_root:
+        raise ConfigurationError(
+            "refusing to run jobs as root: any job could then do anything to this machine; run "
+            "the listener as an unprivileged user, or pass --allow-root (GLOWLAB_ALLOW_ROOT=1)")
+    if options.keyring is None and not is_loopback(options.address):
+        log.warning("jobs are not signed and %s is reachable from the network: anyone who can "
+                    "connect to it can make this listener run any command; set GLOW_SECRET "
+                    "(see docs/security.md)", options.address)
 
 
 def _names(value: str | None) -> tuple[str, ...]:
@@ -256,6 +273,11 @@ def _listen_parser(sub) -> None:
     p.add_argument("--mail-from", metavar="ADDR", help="sender of failure mail ($GLOW_MAIL_FROM)")
     p.add_argument("--kill-grace", type=float, default=5.0, metavar="S",
                    help="seconds between TERM and KILL when a job must stop (default 5)")
+    p.add_argument("--secret-file", metavar="FILE",
+                   help="run only jobs signed with a key in FILE, one per line ($GLOW_SECRET_FILE; "
+                        "or the key itself in $GLOW_SECRET)")
+    p.add_argument("--allow-root", action="store_true",
+                   help="run jobs even as root ($GLOWLAB_ALLOW_ROOT=1); refused otherwise")
     advanced = p.add_argument_group("retries (advanced)")
     advanced.add_argument("--retry-base", type=float, default=5.0, metavar="S",
                           help="seconds before a failed job's first retry; doubles per retry, "

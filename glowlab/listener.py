@@ -34,6 +34,8 @@ from .job import Job, decode
 from .mail import SMTP_TIMEOUT, Mailer
 from .outcome import Outcome, Status, error_report, malformed_report
 from .queue import Queue, Reserved
+from .settings import parse_address
+from .signing import Keyring
 
 log = logging.getLogger("glowlab")
 
@@ -68,6 +70,8 @@ class ListenerOptions:
     """Seconds before the first retry; each further retry waits about twice as long."""
     backoff_cap: float = 600.0
     kill_grace: float = runner.KILL_GRACE
+    keyring: Keyring | None = None
+    """With keys, only jobs signed with one of them run (see docs/security.md)."""
 
 
 def backoff(attempt: int, base: float, cap: float) -> int:
@@ -160,7 +164,7 @@ class Listener:
     def _handle(self, queue: Queue, reserved: Reserved) -> None:
         stats = queue.stats_job(reserved.id) or {}
         try:
-            job = decode(reserved.body)
+            job = decode(reserved.body, self.options.keyring)
         except (InvalidJobError, RecursionError) as exc:
             self._reject(queue, reserved, stats, str(exc))
             return
@@ -234,8 +238,8 @@ class Listener:
         report_failure(queue, job, outcome, self.mailer)
 
     def _reject(self, queue: Queue, reserved: Reserved, stats: dict, reason: str) -> None:
-        """A malformed body is never run: bury it and say why."""
-        log.error("burying malformed job %s: %s", reserved.id, reason)
+        """A malformed or unsigned body is never run: bury it and say why."""
+        log.error("burying job %s without running it: %s", reserved.id, reason)
         if queue.bury(reserved.id, int(stats.get("pri", 0))):
             self._put_body(queue, ERRORS_TUBE, malformed_report(
                 reserved.body, reason, beanstalkd_id=reserved.id, tube=stats.get("tube", ""),
@@ -264,6 +268,20 @@ class Listener:
                                  "attempt": outcome.attempt,
                                  "error": outcome.describe() if not outcome.ok else None}
         log.log(level, "%s %s", what, json.dumps(record))
+
+
+def is_loopback(address: str) -> bool:
+    """True when ``address`` can only be reached from this machine."""
+    import ipaddress
+
+    host, _ = parse_address(address)
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_unspecified
 
 
 def report_failure(queue: Queue, job: Job, outcome: Outcome, mailer: Mailer | None) -> None:

@@ -26,6 +26,7 @@ class Settings:
     secret: str | None = field(default=None, repr=False)
     secret_file: str | None = None
     secret_ttl: int | None = None
+    allow_root: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
@@ -38,6 +39,7 @@ class Settings:
             secret=env.get("GLOW_SECRET") or None,
             secret_file=env.get("GLOW_SECRET_FILE") or None,
             secret_ttl=_seconds(env.get("GLOW_SECRET_TTL"), "GLOW_SECRET_TTL"),
+            allow_root=env.get("GLOWLAB_ALLOW_ROOT", "") not in ("", "0"),
         )
         parse_address(settings.queue, what="GLOW_QUEUE")
         if settings.smtp_server:

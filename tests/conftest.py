@@ -22,6 +22,10 @@ from glowlab.queue import Queue
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# CI runs as root, and listeners refuse root unless told; every listener a test starts is
+# told so through the environment (tests/test_security.py checks the refusal itself).
+os.environ["GLOWLAB_ALLOW_ROOT"] = "1"
+
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     if shutil.which("beanstalkd") is None:
