@@ -32,7 +32,7 @@ __all__ = sorted(_PUBLIC)
 # ``glowlab.sweep`` names both a function and a module. Bind the function now: the
 # first ``from .sweep import ...`` anywhere would otherwise leave the module in its
 # place. (sweep.py imports neither pandas nor ipywidgets.)
-from .sweep import sweep  # noqa: E402
+from .sweep import sweep  # noqa: E402, F401
 
 
 def __getattr__(name: str) -> Any:

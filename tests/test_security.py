@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import glowlab, glowlab_env, tube_counts
-from glowlab.cli import _check_trust
+from glowlab.cli.jobs import _check_trust
 from glowlab.cluster import Beanstalkd
 from glowlab.listener import ListenerOptions, is_loopback
 from glowlab.queue import Queue
