@@ -137,3 +137,16 @@ def tube_counts(queue: Queue, tube: str) -> dict[str, int]:
 def tube_empty(queue: Queue, tube: str) -> bool:
     c = tube_counts(queue, tube)
     return c["ready"] == c["reserved"] == c["delayed"] == 0
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Path:
+    """A journal and a working folder of the test's own; the module's ``SIM`` becomes sim.py."""
+    monkeypatch.setenv("GLOWLAB_HOME", str(tmp_path / "home"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    sim = getattr(request.module, "SIM", None)
+    if sim is not None:
+        (work / "sim.py").write_text(sim)
+    return work

@@ -30,13 +30,9 @@ SEED_BATCH = (
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Beanstalkd]:
+def server(own_server: Beanstalkd) -> Beanstalkd:
     """A beanstalkd per test: the README's tube names (test, foo, bar) are this test's own."""
-    binlog = tmp_path / "binlog"
-    binlog.mkdir()
-    srv = Beanstalkd(binlog_dir=str(binlog)).start()
-    yield srv
-    srv.stop()
+    return own_server
 
 
 def glow(*args: str, address: str, input: str | None = None) -> subprocess.CompletedProcess:

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -25,13 +24,9 @@ OPERATOR_COMMANDS = ("stats", "drain", "pause", "resume", "kick", "peek", "error
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Beanstalkd]:
+def server(own_server: Beanstalkd) -> Beanstalkd:
     """A beanstalkd per test: GLOW_ERRORS and every-tube listeners see this test's jobs only."""
-    binlog = tmp_path / "binlog"
-    binlog.mkdir()
-    srv = Beanstalkd(binlog_dir=str(binlog)).start()
-    yield srv
-    srv.stop()
+    return own_server
 
 
 def put(queue: Queue, job: Job) -> int:

@@ -27,14 +27,9 @@ SIM = textwrap.dedent("""
 
 
 @pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test has its own journal and works in its own folder."""
-    monkeypatch.setenv("GLOWLAB_HOME", str(tmp_path / "home"))
-    work = tmp_path / "work"
-    work.mkdir()
-    monkeypatch.chdir(work)
-    (work / "sim.py").write_text(SIM)
-    return work
+def _own_home(home: Path) -> Path:
+    """Each test has its own journal and works in its own folder (with sim.py)."""
+    return home
 
 
 @pytest.fixture
