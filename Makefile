@@ -16,17 +16,27 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-# Debian packages each goal needs; each package installs a program of its name.
+# Debian packages each goal needs; each package installs a program of its name,
+# except where written PROGRAM:PACKAGE.
 NEEDS_demo := beanstalkd
-NEEDS_test := beanstalkd chromium
+NEEDS_test := beanstalkd chromium ip:iproute2
 NEEDS_docs :=
+NEEDS_bench := beanstalkd parallel
+NEEDS_faults := beanstalkd ip:iproute2
 
-.PHONY: help demo test docs system-demo system-test system-docs
+.PHONY: help demo test docs bench bench-quick faults system-demo system-test system-docs system-bench \
+	system-faults
 
 help:
 	@echo "make demo   set up, then run a parameter sweep on a private cluster"
 	@echo "make test   set up, then run the whole test suite"
 	@echo "make docs   build the documentation into site/"
+	@echo "make bench  measure throughput and latency against baselines (about 10 minutes);"
+	@echo "            writes bench/results.json and the figures of docs/performance.md"
+	@echo "make bench QUICK=1 (or make bench-quick)   a one-minute smoke run that writes nothing"
+	@echo "make faults break listeners, beanstalkd, the network, SMTP on purpose and count the"
+	@echo "            damage (about 15 minutes, as root); writes faults/results.json and the"
+	@echo "            figures of docs/reliability.md (make test runs its quick size)"
 
 demo: system-demo $(STAMP)
 	$(VENV)/bin/glowlab demo
@@ -40,12 +50,25 @@ test: system-test $(STAMP)
 docs: system-docs $(STAMP)
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 
+# The full bench rewrites bench/results.json, docs/performance.md's figures and
+# docs/img/performance.png; CI runs only the quick path (tests/test_bench.py).
+bench: system-bench $(STAMP)
+	$(VENV)/bin/python -m bench.run $(if $(QUICK),--quick) </dev/null
+
+bench-quick:
+	$(MAKE) bench QUICK=1
+
+# The fault campaign, full size (tests/test_faults.py runs it at its quick size in
+# make test). It needs root for its network namespaces.
+faults: system-faults $(STAMP)
+	$(VENV)/bin/python -m faults </dev/null
+
 # Install the goal's missing Debian packages (apt-get update once, then install),
 # or say exactly what to run when we may not.
-system-demo system-test system-docs: system-%:
+system-demo system-test system-docs system-bench system-faults: system-%:
 	@missing=""; \
-	for program in $(NEEDS_$*); do \
-	  command -v "$$program" >/dev/null 2>&1 || missing="$$missing $$program"; \
+	for need in $(NEEDS_$*); do \
+	  command -v "$${need%%:*}" >/dev/null 2>&1 || missing="$$missing $${need#*:}"; \
 	done; \
 	if [ ! -x $(VENV)/bin/python ] && ! python3 -c 'import ensurepip' 2>/dev/null; then \
 	  missing="$$missing python3-venv"; \

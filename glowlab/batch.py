@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .errors import GlowlabError
+from .job import gc_paused
 from .journal import BatchRecord, Journal, RowRecord
 from .outcome import Outcome, Status
 
@@ -84,15 +85,16 @@ class Batch:
         if not taken:
             return 0
         outcomes, starts = [], []
-        for reserved in taken:
-            message = json.loads(reserved.body)
+        # one decoding call for the lot: for small messages the call costs more than the work
+        messages = json.loads(b"[" + b",".join(r.body for r in taken) + b"]")
+        for reserved, message in zip(taken, messages):
             if message.get("event") == "start":
                 starts.append((message["job_id"], message["attempt"], message.get("host"),
                                message.get("started")))
             else:
-                outcomes.append(Outcome.decode(reserved.body))
+                outcomes.append((message, reserved.body))
         self.journal.add_starts(starts)
-        self.journal.add_outcomes(outcomes)
+        self.journal.add_received(outcomes)
         self.queue.delete_many([r.id for r in taken])  # only once they are safe on disk
         return len(taken)
 
@@ -162,10 +164,13 @@ class Batch:
         """One row per input row: the sweep's index and parameters, outcome columns, metrics."""
         import pandas as pd
 
-        records = [_result_row(self.record, row, status, outcome)
-                   for row, status, outcome in self.statuses()]
+        with gc_paused():  # an outcome, a row and a record per input row, none in a cycle
+            records = [_result_row(self.record, row, status, outcome, when=_seconds)
+                       for row, status, outcome in self.statuses()]
         frame = pd.DataFrame.from_records(records) if records else pd.DataFrame(
             columns=self.record.index_names + self.record.columns + OUTCOME_COLUMNS)
+        for column in ("started", "finished"):  # a column at once: a Timestamp per cell is slow
+            frame[column] = pd.to_datetime(frame[column], unit="s")
         frame = frame.set_index(self.record.index_names)
         frame.index.names = [None if n.startswith("__index_") else n for n in frame.index.names]
         return frame
@@ -226,21 +231,27 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
-def _result_row(batch: BatchRecord, row: RowRecord, status: Status,
-                outcome: Outcome | None) -> dict[str, Any]:
+def _result_row(batch: BatchRecord, row: RowRecord, status: Status, outcome: Outcome | None,
+                *, when: Callable[[float], Any] | None = None) -> dict[str, Any]:
+    """A row of results; ``when`` turns a time stamp into its cell (default: a Timestamp)."""
+    when = when or _time
     result = dict(row.params)
     result.update(status=status.value, exit_code=None, seconds=None, host=None, attempts=0,
                   started=None, finished=None, stdout=None, stderr=None, error=None)
     if outcome is not None:
         result.update(
             exit_code=outcome.exit_code, seconds=outcome.seconds, host=outcome.host or None,
-            attempts=outcome.attempt, started=_time(outcome.started),
-            finished=_time(outcome.finished), stdout=outcome.stdout, stderr=outcome.stderr,
+            attempts=outcome.attempt, started=when(outcome.started),
+            finished=when(outcome.finished), stdout=outcome.stdout, stderr=outcome.stderr,
             error=None if outcome.ok else outcome.describe(),
         )
         for key, value in outcome.metrics.items():
             result.setdefault(key, value)
     return result
+
+
+def _seconds(stamp: float) -> float | None:
+    return stamp or None
 
 
 def _time(stamp: float) -> Any:

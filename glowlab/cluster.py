@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -52,8 +53,11 @@ class Beanstalkd:
     """A beanstalkd process on a free loopback port, with its binlog in a folder."""
 
     def __init__(self, *, binlog_dir: str | None = None, port: int | None = None,
-                 max_job_size: int | None = None, host: str = "127.0.0.1"):
+                 max_job_size: int | None = None, host: str = "127.0.0.1",
+                 log: str | None = None):
         self.host = host
+        self.log = log
+        """A file for beanstalkd's own messages (it complains of every reset connection); default: ours."""
         self.port = port or free_port(host)
         self.binlog_dir = binlog_dir
         self.max_job_size = max_job_size
@@ -69,7 +73,9 @@ class Beanstalkd:
             argv += ["-b", self.binlog_dir]
         if self.max_job_size:
             argv += ["-z", str(self.max_job_size)]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True)
+        with open(self.log, "ab") if self.log else contextlib.nullcontext() as log:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stderr=log,
+                                         start_new_session=True)
         try:
             wait_reachable(self.address)
             self._check_ours()

@@ -8,17 +8,20 @@ so a message delivered twice is stored once.
 from __future__ import annotations
 
 import json
-from array import array
 import os
 import sqlite3
 import time
+from array import array
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
 from .errors import ConfigurationError, GlowlabError
-from .outcome import Outcome
+from .outcome import Outcome, Status
 
 SCHEMA = """
+-- Every read of rows is by batch (the primary key), joined to outcomes and starts by
+-- their keys: an index on rows(job_id) would only slow the insert of a big sweep.
 CREATE TABLE IF NOT EXISTS batches (
     id TEXT PRIMARY KEY, name TEXT, command TEXT NOT NULL, address TEXT NOT NULL,
     results_tube TEXT NOT NULL, index_names TEXT NOT NULL, columns TEXT NOT NULL,
@@ -30,7 +33,7 @@ CREATE TABLE IF NOT EXISTS rows (
     beanstalkd_id INTEGER, tube TEXT NOT NULL, fingerprint TEXT NOT NULL, params TEXT NOT NULL,
     PRIMARY KEY (batch_id, position)
 );
-CREATE INDEX IF NOT EXISTS rows_job ON rows(job_id);
+DROP INDEX IF EXISTS rows_job;
 CREATE TABLE IF NOT EXISTS outcomes (
     job_id TEXT NOT NULL, attempt INTEGER NOT NULL, status TEXT NOT NULL, record TEXT NOT NULL,
     received REAL NOT NULL, PRIMARY KEY (job_id, attempt)
@@ -55,8 +58,9 @@ class BatchRecord:
     total: int
 
 
-@dataclass(frozen=True)
-class RowRecord:
+class RowRecord(NamedTuple):
+    """One row of a batch: a tuple, as a sweep makes one per DataFrame row."""
+
     position: int
     job_id: str
     beanstalkd_id: int | None
@@ -91,14 +95,26 @@ class Journal:
 
     # -- batches and rows ---------------------------------------------------
     def add_batch(self, batch: BatchRecord, rows: Sequence[RowRecord]) -> None:
-        with self.db:
+        with self.adding(batch) as add_rows:
+            add_rows(rows)
+
+    @contextmanager
+    def adding(self, batch: BatchRecord) -> Iterator[Callable[[Iterable[RowRecord]], None]]:
+        """Record ``batch``; yields a function that adds its rows, written in one transaction.
+
+        Committed even when the block fails: a sweep adds rows before it sends
+        their jobs, so what may have been queued is never forgotten.
+        """
+        try:
             self.db.execute(
                 "INSERT INTO batches VALUES (?,?,?,?,?,?,?,?,?,NULL)",
                 (batch.id, batch.name, batch.command, batch.address, batch.results_tube,
                  json.dumps(batch.index_names), json.dumps(batch.columns), batch.created,
                  batch.total),
             )
-            self._put_rows(batch.id, rows)
+            yield lambda rows: self._put_rows(batch.id, rows)
+        finally:
+            self.db.commit()
 
     def set_bids(self, batch_id: str, bids: Sequence[int]) -> None:
         """beanstalkd ids of the rows as first queued, by position (0: not queued), in one write."""
@@ -112,10 +128,11 @@ class Journal:
             self._put_rows(batch_id, rows)
 
     def _put_rows(self, batch_id: str, rows: Iterable[RowRecord]) -> None:
+        dumps = json.dumps
         self.db.executemany(
             "INSERT OR REPLACE INTO rows VALUES (?,?,?,?,?,?,?)",
-            ((batch_id, r.position, r.job_id, r.beanstalkd_id, r.tube, r.fingerprint,
-              json.dumps(r.params)) for r in rows),
+            ((batch_id, position, job_id, bid, tube, fp, dumps(params))
+             for position, job_id, bid, tube, fp, params in rows),
         )
 
     def batch(self, id_or_name: str) -> BatchRecord:
@@ -137,25 +154,37 @@ class Journal:
     def rows(self, batch_id: str) -> list[RowRecord]:
         blob = self.db.execute("SELECT bids FROM batches WHERE id = ?", (batch_id,)).fetchone()
         first = array("Q", blob[0]) if blob and blob[0] else array("Q")
+        found = self.db.execute(
+            "SELECT position, job_id, beanstalkd_id, tube, fingerprint, params FROM rows "
+            "WHERE batch_id = ? ORDER BY position", (batch_id,)).fetchall()
         return [
             RowRecord(position, job_id,
                       bid if bid is not None else (first[position] or None if position < len(first) else None),
-                      tube, fp, json.loads(params))
-            for position, job_id, bid, tube, fp, params in self.db.execute(
-                "SELECT position, job_id, beanstalkd_id, tube, fingerprint, params FROM rows "
-                "WHERE batch_id = ? ORDER BY position", (batch_id,))
+                      tube, fp, params)
+            for (position, job_id, bid, tube, fp, _), params in zip(found, _decode_all(r[5] for r in found))
         ]
 
     # -- outcomes -----------------------------------------------------------
     def add_outcomes(self, outcomes: Iterable[Outcome]) -> int:
         """Store outcomes; returns how many were new (duplicates are ignored)."""
+        return self._insert_outcomes((o.job_id, o.attempt, o.status.value, o.encode().decode())
+                                     for o in outcomes)
+
+    def add_received(self, messages: Iterable[tuple[dict[str, Any], bytes]]) -> int:
+        """Store outcome messages from a results tube, each decoded and as received.
+
+        The body is stored as it came: decoding it into an :class:`Outcome` and
+        encoding it again was most of a collector's time.
+        """
+        return self._insert_outcomes((m["job_id"], int(m["attempt"]), Status(m["status"]).value,
+                                      body.decode()) for m, body in messages)
+
+    def _insert_outcomes(self, records: Iterable[tuple[str, int, str, str]]) -> int:
         now = time.time()
         with self.db:
             before = self.db.total_changes
-            self.db.executemany(
-                "INSERT OR IGNORE INTO outcomes VALUES (?,?,?,?,?)",
-                ((o.job_id, o.attempt, o.status.value, o.encode().decode(), now) for o in outcomes),
-            )
+            self.db.executemany("INSERT OR IGNORE INTO outcomes VALUES (?,?,?,?,?)",
+                                (record + (now,) for record in records))
             return self.db.total_changes - before
 
     def add_starts(self, starts: Iterable[tuple[str, int, str, float]]) -> None:
@@ -164,12 +193,12 @@ class Journal:
 
     def latest_outcomes(self, batch_id: str) -> dict[str, Outcome]:
         """The last attempt's outcome of each current job of the batch."""
-        found: dict[str, Outcome] = {}
-        for job_id, record in self.db.execute(
+        found = self.db.execute(
             "SELECT o.job_id, o.record FROM outcomes o JOIN rows r ON r.job_id = o.job_id "
-            "WHERE r.batch_id = ? ORDER BY o.attempt", (batch_id,)):
-            found[job_id] = Outcome.decode(record.encode())
-        return found
+            "WHERE r.batch_id = ? ORDER BY o.attempt", (batch_id,)).fetchall()
+        # later attempts come later, and replace earlier ones
+        return {job_id: Outcome.from_record(record)
+                for (job_id, _), record in zip(found, _decode_all(r[1] for r in found))}
 
     def status_counts(self, batch_id: str) -> dict[str, int]:
         """Rows per final status, plus ``running`` (started, no outcome yet); in SQL, for speed."""
@@ -197,3 +226,8 @@ class Journal:
             found[fp] = job_id
         wanted = set(fingerprints)
         return {fp: job for fp, job in found.items() if fp in wanted}
+
+
+def _decode_all(texts: Iterable[str]) -> list[Any]:
+    """Many JSON texts decoded in one call: for small records the call costs more than the work."""
+    return json.loads("[" + ",".join(texts) + "]")

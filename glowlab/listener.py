@@ -50,6 +50,8 @@ RHYTHM = 1
 """Seconds an idle slot blocks in reserve before it looks at tubes and shutdown again."""
 HEARTBEAT_CHECK = 0.3
 """Seconds between looks at a running job's connection (touches are rarer: a third of the TTR)."""
+TOUCH_MARGIN = 0.5
+"""Seconds before a reservation would lapse at which a job without an answered touch is stopped."""
 RECONNECT_CAP = 5.0
 """Longest pause between attempts to reach a beanstalkd that went away."""
 
@@ -162,12 +164,15 @@ class Listener:
 
     # -- one job --------------------------------------------------------------
     def _handle(self, queue: Queue, reserved: Reserved) -> None:
-        stats = queue.stats_job(reserved.id) or {}
         try:
             job = decode(reserved.body, self.options.keyring)
         except (InvalidJobError, RecursionError) as exc:
-            self._reject(queue, reserved, stats, str(exc))
+            self._reject(queue, reserved, queue.stats_job(reserved.id) or {}, str(exc))
             return
+        # Only a job that was released (a retry) or may have to wait needs beanstalkd's view
+        # of it: skipping the round trip otherwise is a third of the per-job cost of `true`.
+        needs_stats = job.retries or job.after or self._watchlist.has_dependencies
+        stats = (queue.stats_job(reserved.id) or {}) if needs_stats else {}
         tube = stats.get("tube") or job.tube
         if self._watchlist.must_wait(queue, tube, job.after):
             queue.close()  # hand it back, uncounted: it did not run
@@ -298,21 +303,32 @@ def report_failure(queue: Queue, job: Job, outcome: Outcome, mailer: Mailer | No
 class _Heartbeat:
     """Keeps a running job's reservation: touches it every third of its TTR, and
     in between notices at once (locally, sending nothing) when beanstalkd closed
-    the connection, which took the reservation with it."""
+    the connection, which took the reservation with it.
+
+    The reservation is only sure until one TTR after the last answered touch, so
+    a touch waits for its reply no longer than that: behind a cut network link the
+    job is stopped before beanstalkd can give it to another listener."""
 
     def __init__(self, queue: Queue, job_id: int, ttr: int):
-        self._queue, self._job_id = queue, job_id
+        self._queue, self._job_id, self._ttr = queue, job_id, ttr
         self._every = max(HEARTBEAT_CHECK, ttr / 3)
-        self._next = time.monotonic() + self._every
+        now = time.monotonic()
+        self._next = now + self._every
+        self._held_until = now + ttr
 
     def __call__(self) -> bool:
-        if time.monotonic() < self._next:
-            return self._queue.is_open()
-        self._next = time.monotonic() + self._every
+        now = time.monotonic()
+        if now < self._next:
+            return self._queue.is_open() and now < self._held_until - TOUCH_MARGIN
+        self._next = now + self._every
         try:
-            return self._queue.touch(self._job_id)
+            touched = self._queue.touch(
+                self._job_id, timeout=max(0.05, self._held_until - now - TOUCH_MARGIN))
         except GlowlabError:
-            return False  # the reservation died with the connection
+            return False  # the reservation died with the connection, or is about to
+        if touched:
+            self._held_until = time.monotonic() + self._ttr
+        return touched
 
 
 class _Watchlist:
@@ -335,6 +351,10 @@ class _Watchlist:
                 self._tubes = self._compute(queue)
                 self._expires = time.monotonic() + RHYTHM
             return self._tubes
+
+    @property
+    def has_dependencies(self) -> bool:
+        return self._deps.any
 
     def must_wait(self, queue: Queue, tube: str, after: tuple[str, ...]) -> bool:
         """Just before a job starts: does its tube (or its ``after``) wait for work elsewhere?"""

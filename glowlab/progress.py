@@ -7,7 +7,6 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Iterator, TextIO
 
-from . import state
 
 if TYPE_CHECKING:
     from .batch import Batch
@@ -18,6 +17,8 @@ LARGE = 10_000
 
 def summary(counts: dict[str, int], total: int) -> str:
     """``12/32 finished · 11 done · 1 failed · 2 running · 17 queued`` from ``Batch.counts()``."""
+    from . import state  # only when drawing: submit must stay quick to start
+
     return state.summary(state.tally_counts(counts, total))
 
 

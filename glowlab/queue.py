@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import select
 import socket
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple, Sequence
 
 import greenstalk
 
 from .errors import InvalidJobError, QueueError, QueueUnreachableError
-from .job import Job, check_tube
+from .job import Job, check_tube, gc_paused
 from .settings import Settings, parse_address
 
 if TYPE_CHECKING:
@@ -29,11 +28,11 @@ IDLE_TUBE = "glowlab.idle"
 """Watched when there is nothing to watch; the ``glowlab.`` prefix keeps listeners from running it."""
 
 _WINDOW = 512
-"""Puts written before their replies are read; small enough that neither side's buffers fill."""
+"""Puts written before their replies are read (two windows at most are in flight);
+small enough that neither side's buffers fill."""
 
 
-@dataclass(frozen=True)
-class Reserved:
+class Reserved(NamedTuple):
     """A job reserved by this connection: beanstalkd's id and the raw body."""
 
     id: int
@@ -71,8 +70,10 @@ class Queue:
 
     # -- connection ---------------------------------------------------------
     def _socket(self) -> socket.socket:
+        # an ASCII host as bytes: a str would load the idna codec, a few ms of every start-up
+        host = self._host.encode() if self._host.isascii() else self._host
         try:
-            sock = socket.create_connection((self._host, self._port), timeout=self._timeout)
+            sock = socket.create_connection((host, self._port), timeout=self._timeout)
         except OSError as exc:
             raise unreachable(self.address, exc.strerror or exc) from None
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
@@ -116,11 +117,13 @@ class Queue:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: str, *args: Any, wait: float = 0.0) -> Any:
-        """Run one greenstalk call, mapping socket failures to our errors."""
+    def _call(self, method: str, *args: Any, wait: float = 0.0, timeout: float | None = None) -> Any:
+        """Run one greenstalk call, mapping socket failures to our errors.
+
+        ``timeout`` replaces the usual reply timeout for this one call."""
         client = self.client
         try:
-            client._sock.settimeout(self._timeout + wait)
+            client._sock.settimeout((self._timeout if timeout is None else timeout) + wait)
             return getattr(client, method)(*args)
         except greenstalk.TimedOutError:
             raise
@@ -136,8 +139,8 @@ class Queue:
     @property
     def max_job_size(self) -> int:
         """The server's ``max-job-size`` in bytes (asked once)."""
-        if self._max_job_size is None:
-            self._max_job_size = int(self._call("stats")["max-job-size"])
+        if self._max_job_size is None:  # asked on the connection that puts: one connection per submit
+            self._max_job_size = int(self._piped("stats")["max-job-size"])
         return self._max_job_size
 
     def submit(self, job: Job) -> Job:
@@ -147,27 +150,44 @@ class Queue:
     def submit_many(
         self, jobs: Iterable[Job], *, progress: Callable[[int], None] | None = None
     ) -> list[Job]:
-        """Queue many jobs in pipelined windows; nothing is sent if any is invalid."""
-        jobs = list(jobs)
-        bodies = self.encode_all(jobs)
-        self.put_bodies([(j.tube, j.pri, j.delay, j.ttr) for j in jobs], bodies, progress=progress)
+        """Queue many jobs in pipelined windows; nothing is sent if any is invalid.
+
+        Sizes are checked first (cheaply: see :meth:`Job.size_bound`); bodies are
+        encoded a window at a time while beanstalkd takes in the window before.
+        """
+        with gc_paused():  # many small objects, no cycles
+            jobs = list(jobs)
+            self.check_sizes(jobs)
+            bodies: list[bytes] = []
+            self.put_bodies([(j.tube, j.pri, j.delay, j.ttr) for j in jobs], bodies, progress=progress,
+                            prepare=lambda w: bodies.extend(j.encode(self.keyring) for j in jobs[w.start:w.stop]))
         return jobs
+
+    def check_sizes(self, jobs: Sequence[Job]) -> None:
+        """Raise if a body of ``jobs`` is over the server's size limit; only bodies
+        that might be are encoded to find out."""
+        limit = self.max_job_size if jobs else 0
+        for index, job in enumerate(jobs):
+            if job.size_bound() > limit:
+                self._check_size(job.encode(self.keyring), limit, index, len(jobs))
 
     def encode_all(self, jobs: Sequence[Job]) -> list[bytes]:
         """Bodies of ``jobs``, each checked against the server's size limit."""
         limit = self.max_job_size if jobs else 0
-        bodies = []
-        for index, job in enumerate(jobs):
-            body = job.encode(self.keyring)
-            if len(body) > limit:
-                raise InvalidJobError(
-                    f"body is {len(body)} bytes, over the server's max-job-size of {limit}; "
-                    "pass large data through files, or start beanstalkd with a larger -z",
-                    field="body",
-                    index=index if len(jobs) > 1 else None,
-                )
-            bodies.append(body)
+        bodies = [job.encode(self.keyring) for job in jobs]
+        for index, body in enumerate(bodies):
+            self._check_size(body, limit, index, len(jobs))
         return bodies
+
+    @staticmethod
+    def _check_size(body: bytes, limit: int, index: int, count: int) -> None:
+        if len(body) > limit:
+            raise InvalidJobError(
+                f"body is {len(body)} bytes, over the server's max-job-size of {limit}; "
+                "pass large data through files, or start beanstalkd with a larger -z",
+                field="body",
+                index=index if count > 1 else None,
+            )
 
     def put_bodies(
         self,
@@ -175,9 +195,16 @@ class Queue:
         bodies: Sequence[bytes],
         *,
         progress: Callable[[int], None] | None = None,
+        prepare: Callable[[range], None] | None = None,
     ) -> list[int]:
-        """Put raw bodies with (tube, pri, delay, ttr) heads; returns beanstalkd ids."""
-        return self._piped("put", heads, bodies, progress)
+        """Put raw bodies with (tube, pri, delay, ttr) heads; returns beanstalkd ids.
+
+        ``prepare(window)`` is called with each window of indices just before it
+        is sent, while beanstalkd still works on the window before: work done
+        there (encoding those bodies, a journal's rows) costs no time of its own.
+        ``bodies`` is read window by window, so ``prepare`` may fill it.
+        """
+        return self._piped("put", heads, bodies, progress, prepare)
 
     def take(self, tube: str, *, limit: int = _WINDOW, wait: int = 0) -> list[Reserved]:
         """Reserve up to ``limit`` jobs of ``tube`` at once, waiting up to ``wait`` s for the first.
@@ -198,7 +225,7 @@ class Queue:
         except OSError as exc:
             self.close()
             raise unreachable(self.address, exc) from None
-        except QueueError:
+        except BaseException:  # a refusal, or an error in ``prepare``, or Ctrl-C
             self._batch.close()  # replies still in flight would be read out of step
             self._batch = None
             raise
@@ -241,12 +268,13 @@ class Queue:
     def bury(self, job_id: int, pri: int) -> bool:
         return self._settle("bury", greenstalk.Job(job_id, b""), pri)
 
-    def touch(self, job_id: int) -> bool:
-        return self._settle("touch", greenstalk.Job(job_id, b""))
+    def touch(self, job_id: int, *, timeout: float | None = None) -> bool:
+        """Renew a reservation; ``timeout`` bounds the wait for the reply (a TTR is short)."""
+        return self._settle("touch", greenstalk.Job(job_id, b""), timeout=timeout)
 
-    def _settle(self, method: str, *args: Any) -> bool:
+    def _settle(self, method: str, *args: Any, timeout: float | None = None) -> bool:
         try:
-            self._call(method, *args)
+            self._call(method, *args, timeout=timeout)
         except greenstalk.NotFoundError:
             return False
         return True
@@ -334,19 +362,31 @@ class _Pipeline:
         self._reader.close()
         self._sock.close()
 
-    def put(self, heads, bodies, progress) -> list[int]:
+    def put(self, heads, bodies, progress, prepare) -> list[int]:
+        # Two windows in flight: beanstalkd works on one while we prepare, send or read another.
         ids: list[int] = []
-        for start in range(0, len(bodies), _WINDOW):
-            chunk = range(start, min(start + _WINDOW, len(bodies)))
-            ids.extend(self._window(heads, bodies, chunk, done=len(ids)))
-            if progress:
-                progress(len(ids))
+        in_flight: list[int] = []  # replies awaited, per window
+        for start in range(0, len(heads), _WINDOW):
+            window = range(start, min(start + _WINDOW, len(heads)))
+            if prepare:
+                prepare(window)
+            in_flight.append(self._send(heads, bodies, window) + len(window))
+            if len(in_flight) == 2:
+                self._collect(in_flight.pop(0), ids, progress)
+        for replies in in_flight:
+            self._collect(replies, ids, progress)
         return ids
 
-    def _window(self, heads, bodies, indices: range, done: int) -> list[int]:
+    def _collect(self, replies: int, ids: list[int], progress) -> None:
+        ids.extend(self._inserted(replies, done=len(ids)))
+        if progress:
+            progress(len(ids))
+
+    def _send(self, heads, bodies, window: range) -> int:
+        """Write the puts of ``window``; returns how many ``use`` commands went with them."""
         out = bytearray()
         uses = 0
-        for i in indices:
+        for i in window:
             tube, pri, delay, ttr = heads[i]
             if tube != self._tube:
                 out += b"use %b\r\n" % tube.encode()
@@ -354,14 +394,26 @@ class _Pipeline:
                 uses += 1
             out += b"put %d %d %d %d\r\n%b\r\n" % (pri, delay, ttr, len(bodies[i]), bodies[i])
         self._sock.sendall(out)
+        return uses
+
+    def _inserted(self, replies: int, done: int) -> list[int]:
+        """Read ``replies`` replies to puts and uses; the ids of the jobs inserted."""
         ids = []
-        for _ in range(uses + len(indices)):
-            status, *values = self._reader.readline().split()
+        for _ in range(replies):
+            status, *values = self._reader.readline().split() or [b""]
             if status == b"INSERTED":
                 ids.append(int(values[0]))
             elif status != b"USING":
                 raise self._refused(status, done + len(ids))
         return ids
+
+    def stats(self) -> dict[str, str]:
+        """The server's ``stats`` (values as text)."""
+        self._sock.sendall(b"stats\r\n")
+        line = self._reader.readline()
+        self._expect(line, b"OK")
+        text = self._reader.read(int(line.split()[1]) + 2).decode()
+        return dict(item.split(": ", 1) for item in text.splitlines() if ": " in item)
 
     def take(self, tube: str, limit: int, wait: int) -> list[Reserved]:
         if tube != self._watched:

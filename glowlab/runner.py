@@ -9,11 +9,14 @@ killed, so a finished job leaves nothing running.
 
 from __future__ import annotations
 
+import errno
+import functools
 import json
 import logging
 import os
 import selectors
 import signal
+import stat
 import socket
 import subprocess
 import sys
@@ -95,14 +98,29 @@ def run(job: Job, *, attempt: int = 1, listener: str = "", control: Control | No
 
 
 def _check_workdir(workdir: str) -> None:
+    """Fail, with the OS's reason, on a missing folder, a file, or one we may not enter."""
     try:
-        os.listdir(workdir)  # fails, with the OS's reason, on a missing, unreadable or non-folder
+        mode = os.stat(workdir).st_mode
     except OSError as exc:
         raise _StartError(f"cannot use workdir {workdir}: {exc.strerror or exc}") from None
+    if not stat.S_ISDIR(mode):
+        raise _StartError(f"cannot use workdir {workdir}: {os.strerror(errno.ENOTDIR)}")
+    if not os.access(workdir, os.X_OK):
+        raise _StartError(f"cannot use workdir {workdir}: {os.strerror(errno.EACCES)}")
+
+
+@functools.cache
+def _listener_environment() -> dict[str, str]:
+    return dict(os.environ)  # copied once: it is the same for every job
+
+
+def _environment(job: Job) -> dict[str, str]:
+    """The listener's environment plus the job's own variables."""
+    return {**_listener_environment(), **job.env, "GLOWLAB_JOB_ID": job.id}
 
 
 def _start(job: Job, result_path: str | None) -> subprocess.Popen:
-    env = {**os.environ, **job.env, "GLOWLAB_JOB_ID": job.id}
+    env = _environment(job)
     if result_path:
         env["GLOWLAB_RESULT"] = result_path
     try:
@@ -238,7 +256,7 @@ class _Watch:
 
     def run(self) -> Status:
         pipes = {self.proc.stdout: "stdout", self.proc.stderr: "stderr"}
-        with selectors.DefaultSelector() as sel:
+        with selectors.PollSelector() as sel:  # no epoll object to make per job
             for pipe, name in pipes.items():
                 sel.register(pipe, selectors.EVENT_READ, name)
             while not self._finished(sel):

@@ -49,6 +49,8 @@ class Settings:
 
     def keyring(self, secret_file: str | None = None) -> "Keyring | None":
         """The signing keys from GLOW_SECRET / GLOW_SECRET_FILE (or ``secret_file``), if any."""
+        if not (self.secret or secret_file or self.secret_file):
+            return None  # the common case: do not even import hashing
         from .signing import Keyring
 
         return Keyring.load(self.secret, secret_file or self.secret_file, ttl=self.secret_ttl)

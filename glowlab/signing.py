@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .errors import ConfigurationError, InvalidJobError
+from .job import SIG_KEY
 
-SIG_KEY = "sig"
 
 
 def canonical(record: Mapping[str, Any]) -> bytes:

@@ -8,24 +8,22 @@ row as keyword arguments.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
 import time
-import uuid
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence, Union
 
 from .call import is_target
 from .errors import GlowlabError, InvalidJobError
-from .job import Job
-from .journal import BatchRecord, Journal, RowRecord
+from .job import Job, gc_paused, new_id, new_ids
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from .batch import Batch
     from .cluster import LocalCluster
+    from .journal import Journal, RowRecord
     from .queue import Queue
 
 RESULTS_PREFIX = "glowlab.results."
@@ -52,13 +50,17 @@ class Template:
         self.pieces = [] if self.function else shlex.split(command)
         if not self.pieces and not self.function:
             raise GlowlabError("the sweep command is empty; give e.g. 'python sim.py --alpha {alpha}'")
+        self._fills = [(i, p.format_map) for i, p in enumerate(self.pieces) if "{" in p]
 
     def argv(self, row: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
         """The argv for one row; ``params`` (the columns) are a function's kwargs."""
         if self.function:
             return ["glowlab", "call", self.command, json.dumps(params, sort_keys=True)]
+        argv = self.pieces.copy()
         try:
-            return [p.format_map(row) if "{" in p else p for p in self.pieces]
+            for i, fill in self._fills:
+                argv[i] = fill(row)
+            return argv
         except KeyError as exc:
             raise GlowlabError(f"the command uses {{{exc.args[0]}}} but the DataFrame has no such "
                                f"column; columns: {', '.join(map(str, row))}") from None
@@ -78,8 +80,19 @@ def per_row(value: PerRow, row: Mapping[str, Any], columns: Sequence[str]) -> An
 
 def fingerprint(argv: Sequence[str], env: Mapping[str, str]) -> str:
     """What makes two jobs 'the same command' for ``skip_done``."""
-    text = json.dumps([list(argv), sorted(env.items())])
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    return fingerprinter(env)(argv)
+
+
+def fingerprinter(env: Mapping[str, str]) -> Callable[[Sequence[str]], str]:
+    """:func:`fingerprint` for many commands with one ``env``, whose part is encoded once.
+
+    The text hashed is ``json.dumps([list(argv), sorted(env.items())])``, built in two
+    pieces (a tuple and a list encode alike).
+    """
+    import hashlib
+
+    sha256, dumps, tail = hashlib.sha256, json.dumps, ", " + json.dumps(sorted(env.items())) + "]"
+    return lambda argv: sha256(("[" + dumps(argv) + tail).encode()).hexdigest()[:32]
 
 
 def resolve_queue(queue: "Queue | LocalCluster | str | None") -> "Queue":
@@ -118,37 +131,78 @@ def sweep(
     a column name, or a function of the row. ``workdir`` defaults to the current
     folder, so relative paths in the command work on this machine's listeners.
     """
+    with gc_paused():  # a sweep makes a few objects per row, none in a cycle
+        return _sweep(df, command, tube=tube, queue=queue, pri=pri, delay=delay, workdir=workdir,
+                      timeout=timeout, retries=retries, after=after, name=name,
+                      skip_done=skip_done, env=env, ttr=ttr, progress=progress)
+
+
+def _sweep(df, command, *, tube, queue, pri, delay, workdir, timeout, retries, after, name,
+           skip_done, env, ttr, progress) -> "Batch":
     from .batch import Batch
+    from .journal import BatchRecord, Journal
 
     q = resolve_queue(queue)
     template = Template(command)
-    batch_id = uuid.uuid4().hex[:12]
+    batch_id = new_id()[:12]
     results_tube = RESULTS_PREFIX + batch_id
-    after_tubes = _after_tubes(after)
     index_names = [n if n is not None else f"__index_{i}" for i, n in enumerate(df.index.names)]
-    frame = df.reset_index(names=index_names)
     columns = [str(c) for c in df.columns]
     maker = _JobMaker(template, columns, tube=tube, pri=pri, delay=delay,
                       workdir=workdir if workdir is not None else os.getcwd(), timeout=timeout,
-                      retries=retries, after=after_tubes, results=results_tube,
+                      retries=retries, after=_after_tubes(after), results=results_tube,
                       env=dict(env or {}), **({"ttr": ttr} if ttr is not None else {}))
-    jobs, rows = [], []
-    for position, record in enumerate(frame.to_dict("records")):
-        record = {str(k): jsonable(v) for k, v in record.items()}
-        params = {c: record[c] for c in columns}
-        job = maker.job(position, record, params)
-        jobs.append(job)
-        rows.append(RowRecord(position, job.id, None, job.tube, fingerprint(job.argv, job.env), record))
+    params = records(df.reset_index(names=index_names))
+    rows = _Rows([maker.job(position, row, job_id)
+                  for position, (row, job_id) in enumerate(zip(params, new_ids(len(params))))],
+                 params, maker.base.env)
     journal = Journal()
-    rows, jobs = _skip_done(journal, rows, jobs) if skip_done else (rows, jobs)
+    earlier, queued = _skip_done(journal, rows) if skip_done else ([], range(len(params)))
+    jobs = [rows.jobs[p] for p in queued]
+    bodies = q.encode_all(jobs)  # every check passes before anything is written or sent
     record = BatchRecord(batch_id, name, command, q.address, results_tube, index_names, columns,
-                         time.time(), len(rows))
-    journal.add_batch(record, rows)
-    ids = q.put_bodies([(j.tube, j.pri, j.delay, j.ttr) for j in jobs], q.encode_all(jobs),
-                       progress=(lambda n: progress(n, len(jobs))) if progress else None)
-    by_job = dict(zip((j.id for j in jobs), ids))
-    journal.set_bids(batch_id, [by_job.get(r.job_id, 0) for r in rows])
+                         time.time(), len(params))
+    with journal.adding(record) as add_rows:
+        add_rows(earlier)
+        ids = q.put_bodies([(j.tube, j.pri, j.delay, j.ttr) for j in jobs], bodies,
+                           progress=(lambda n: progress(n, len(jobs))) if progress else None,
+                           prepare=lambda window: add_rows(rows.at(queued[i] for i in window)))
+    bids = [0] * len(params)
+    for position, bid in zip(queued, ids):
+        bids[position] = bid
+    journal.set_bids(batch_id, bids)
     return Batch(record, q, journal)
+
+
+class _Rows:
+    """The journal rows of a sweep's jobs, made as they are written (while jobs are queued)."""
+
+    def __init__(self, jobs: list[Job], params: list[dict[str, Any]], env: Mapping[str, str]):
+        self.jobs, self.params = jobs, params
+        self.fingerprint = fingerprinter(env)
+
+    def at(self, positions: Iterable[int]) -> list["RowRecord"]:
+        from .journal import RowRecord
+
+        return [RowRecord(p, job.id, None, job.tube, self.fingerprint(job.argv), self.params[p])
+                for p in positions for job in (self.jobs[p],)]
+
+
+def records(frame: "pd.DataFrame") -> list[dict[str, Any]]:
+    """The rows of ``frame`` as dicts of JSON-safe values (see :func:`jsonable`).
+
+    Converted a column at a time: numbers and booleans without gaps come out of
+    ``tolist`` as Python values already, so only other columns go cell by cell.
+    """
+    names = [str(c) for c in frame.columns]
+    columns = []
+    for i in range(frame.shape[1]):
+        column = frame.iloc[:, i]
+        values = column.tolist()
+        if column.dtype.kind not in "iufb" or column.hasnans:
+            values = [jsonable(v) for v in values]
+        columns.append(values)
+    return [dict(zip(names, row)) for row in zip(*columns)]
 
 
 def _after_tubes(after: Any) -> tuple[str, ...]:
@@ -176,29 +230,28 @@ class _JobMaker:
         except InvalidJobError as exc:
             raise InvalidJobError(f"sweep option: {exc}", field=exc.field) from None
 
-    def job(self, position: int, record: Mapping[str, Any], params: Mapping[str, Any]) -> Job:
+    def job(self, position: int, record: Mapping[str, Any], job_id: str) -> Job:
+        """The job of one row; ``record`` holds the row's index values and columns."""
+        params = {c: record[c] for c in self.columns} if self.template.function or self.varying else record
         argv = self.template.argv(record, params)
-        changes = {k: per_row(v, params, self.columns) for k, v in self.varying.items()}
+        changes = {"cmd": argv[0], "args": argv[1:], "id": job_id}
+        for name, option in self.varying.items():
+            value = per_row(option, params, self.columns)
+            if value is not None:
+                changes[name] = value
         try:
-            job = self.base.with_changes(cmd=argv[0], args=argv[1:], id=uuid.uuid4().hex,
-                                         **{k: v for k, v in changes.items() if v is not None})
+            job = self.base.with_changes(**changes)
         except InvalidJobError as exc:
             raise exc.at(position) from None
-        if job.tube in self.after:
+        if self.after and job.tube in self.after:
             raise GlowlabError(f"row {position}: tube {job.tube!r} cannot wait for itself; give "
                                "the later stage its own tube")
         return job
 
 
-def _skip_done(journal: Journal, rows: list[RowRecord], jobs: list[Job]):
-    """Point rows that already succeeded at their earlier job; queue only the rest."""
-    done = journal.done_by_fingerprint(r.fingerprint for r in rows)
-    kept_rows, kept_jobs = [], []
-    for row, job in zip(rows, jobs):
-        earlier = done.get(row.fingerprint)
-        if earlier:
-            kept_rows.append(RowRecord(row.position, earlier, None, row.tube, row.fingerprint, row.params))
-        else:
-            kept_rows.append(row)
-            kept_jobs.append(job)
-    return kept_rows, kept_jobs
+def _skip_done(journal: "Journal", rows: _Rows) -> tuple[list["RowRecord"], list[int]]:
+    """Rows that already succeeded, pointed at their earlier job; and the positions to queue."""
+    every = rows.at(range(len(rows.jobs)))
+    done = journal.done_by_fingerprint(r.fingerprint for r in every)
+    earlier = [r._replace(job_id=done[r.fingerprint]) for r in every if r.fingerprint in done]
+    return earlier, [r.position for r in every if r.fingerprint not in done]

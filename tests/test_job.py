@@ -7,6 +7,8 @@ import json
 import logging
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from glowlab.errors import InvalidJobError
 from glowlab.job import DEFAULT_TTR, MAX_PRI, Job, decode, from_dict, parse_batch
@@ -206,3 +208,23 @@ def test_encoding_leaves_defaults_out_and_is_small() -> None:
 def test_decode_rejects_malformed_bodies(body: bytes) -> None:
     with pytest.raises(InvalidJobError):
         decode(body)
+
+
+# the longest JSON forms: a lone surrogate forces \u escapes, an astral character takes two
+_text = st.text(st.sampled_from(["\ud800", "\U0001F600", "\x01", '"', "a", "\u00e9"]), min_size=1, max_size=300)
+
+
+@settings(max_examples=200, deadline=None)
+@example(cmd="\ud800" + "\U0001F600" * 500, args=["\x01" * 300], workdir="a", out="b", env={}, timeout=None,
+         signed=True)
+@given(cmd=_text, args=st.lists(_text, max_size=5), workdir=_text, out=_text,
+       env=st.dictionaries(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True), _text, max_size=3),
+       timeout=st.one_of(st.none(), st.floats(min_value=1e-6, max_value=4e9)), signed=st.booleans())
+def test_size_bound_is_never_below_the_encoded_size(cmd, args, workdir, out, env, timeout, signed) -> None:
+    """Queue.submit_many checks sizes with the bound and encodes later: it must never be short."""
+    from glowlab.signing import Keyring
+
+    job = Job(cmd=cmd, tube="t", args=tuple(args), workdir=workdir, out=out, env=env, timeout=timeout,
+              pri=MAX_PRI, delay=MAX_PRI, ttr=MAX_PRI, retries=1000, results="glowlab.results.x")
+    keyring = Keyring((b"secret",), ttl=3600) if signed else None
+    assert len(job.encode(keyring)) <= job.size_bound()
