@@ -35,7 +35,7 @@ help:
 	@echo "            writes bench/results.json and the figures of docs/performance.md"
 	@echo "make bench QUICK=1 (or make bench-quick)   a one-minute smoke run that writes nothing"
 	@echo "make faults break listeners, beanstalkd, the network, SMTP on purpose and count the"
-	@echo "            damage (about 15 minutes, as root); writes faults/results.json and the"
+	@echo "            damage (about 10 minutes, as root); writes faults/results.json and the"
 	@echo "            figures of docs/reliability.md (make test runs its quick size)"
 
 demo: system-demo $(STAMP)
