@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from glowlab.cluster import Beanstalkd
+from glowlab.cluster import Beanstalkd, stop_processes
 
 ROOT = Path(__file__).resolve().parent.parent
 _SCRIPT = Path(sys.executable).with_name("glowlab")
@@ -126,15 +126,7 @@ def beanstalkd(ws: Workspace, *, binlog: bool = False) -> Iterator[Beanstalkd]:
 
 
 def stop(procs: Sequence[subprocess.Popen]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_processes(procs)
 
 
 def cpu_seconds(pid: int) -> float:

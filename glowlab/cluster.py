@@ -49,6 +49,20 @@ def wait_reachable(address: str, timeout: float = 10.0) -> None:
             time.sleep(0.01)
 
 
+def stop_processes(procs: Sequence[subprocess.Popen], timeout: float = 20.0) -> None:
+    """TERM every process (listeners hand their jobs back), then KILL what outlives ``timeout``."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class Beanstalkd:
     """A beanstalkd process on a free loopback port, with its binlog in a folder."""
 
@@ -159,16 +173,7 @@ class LocalCluster:
         """Stop listeners (running jobs are released), then the server; remove the folder."""
         if self._queue is not None:
             self._queue.close()
-        for proc in self._listeners:
-            if proc.poll() is None:
-                proc.terminate()
-        deadline = time.monotonic() + timeout
-        for proc in self._listeners:
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(self._listeners, timeout)
         self._listeners.clear()
         if getattr(self, "server", None) is not None:
             self.server.stop()

@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from glowlab.cluster import Beanstalkd
+from glowlab.cluster import Beanstalkd, stop_processes
 from glowlab.queue import Queue
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,15 +104,7 @@ def start_listener(address: str, tmp_path: Path) -> Iterator[Callable[..., subpr
         return proc
 
     yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_processes(procs)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.02,
