@@ -100,10 +100,12 @@ def _details(figures: Sequence[Figure]) -> list[str]:
     return out
 
 
-def update_docs(path: Path, section: str) -> None:
-    """Replace the figures section of ``path`` (appended if the markers are missing)."""
+def update_docs(path: Path, section: str, start: str = START, end: str = END) -> None:
+    """Replace the section between ``start`` and ``end`` in ``path`` (appended if missing).
+
+    The fault campaign writes docs/reliability.md through here too."""
     text = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: section, text)
     else:

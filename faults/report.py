@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
+
+from bench import report as bench_report
 
 START = "<!-- faults:start - written by `make faults` (faults/report.py); do not edit by hand -->"
 END = "<!-- faults:end -->"
@@ -133,13 +134,7 @@ def markdown(figures: Sequence[Figure], info: dict) -> str:
 
 def update_docs(path: Path, section: str) -> None:
     """Replace the figures section of ``path`` (appended if its markers are missing)."""
-    text = path.read_text() if path.exists() else ""
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    path.write_text(text)
+    bench_report.update_docs(path, section, START, END)
 
 
 def run_info(command: str, seed: int, sizes: dict, started: float, host: dict) -> dict:
