@@ -19,6 +19,10 @@ import threading
 log = logging.getLogger("glowlab")
 
 
+LISTENER_MARK = "GLOWLAB_LISTENER_PID"
+"""Set in every job's environment to the pid of the listener that started it."""
+
+
 class Guardian:
     """The listener's side: start the companion, register and forget groups.
 
@@ -85,6 +89,7 @@ def main() -> None:
     # (Ctrl-C, systemd's TERM to the whole unit) must not remove the safety net first.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
+    listener = os.getppid()
     groups: set[int] = set()
     for line in sys.stdin:
         line = line.strip()
@@ -94,11 +99,28 @@ def main() -> None:
             groups.add(int(line[1:]))
         elif line[:1] == "-":
             groups.discard(int(line[1:]))
-    for pgid in groups:
+    for pgid in groups | set(_started_by(listener)):
         try:
             os.killpg(pgid, signal.SIGKILL)
         except OSError:
             pass
+
+
+def _started_by(listener: int) -> list[int]:
+    """Process groups of jobs that carry the listener's mark, registered or not: a kill
+    in the instant between a job's start and its ``+PGID`` line must not leave it running."""
+    mark = f"{LISTENER_MARK}={listener}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                if mark in fh.read().split(b"\0"):
+                    found.append(os.getpgid(int(entry)))
+        except OSError:
+            continue  # gone already, or not ours to read
+    return found
 
 
 if __name__ == "__main__":

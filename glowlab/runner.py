@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import BinaryIO, Callable
 
+from .guardian import LISTENER_MARK
 from .job import Job
 from .outcome import Outcome, Status
 
@@ -116,7 +117,8 @@ def _listener_environment() -> dict[str, str]:
 
 def _environment(job: Job) -> dict[str, str]:
     """The listener's environment plus the job's own variables."""
-    return {**_listener_environment(), **job.env, "GLOWLAB_JOB_ID": job.id}
+    return {**_listener_environment(), **job.env, "GLOWLAB_JOB_ID": job.id,
+            LISTENER_MARK: str(os.getpid())}
 
 
 def _start(job: Job, result_path: str | None) -> subprocess.Popen:
