@@ -68,9 +68,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     started, host = time.time(), report.machine()
     ctx = Context(work, sizes, seed)
-    figures = _run_all(ctx, args.only or list(SCENARIOS))
+    try:
+        figures = _run_all(ctx, args.only or list(SCENARIOS))
+    except KeyboardInterrupt:  # every scenario cleans up on its way out
+        Context.say(f"interrupted; files kept in {work}")
+        return 130
     command = "make faults" if not args.quick else "python -m faults --quick"
-    info = report.run_info(command, seed, dataclasses.asdict(sizes), started, host)
+    return _report(args, figures, report.run_info(command, seed, dataclasses.asdict(sizes), started, host),
+                   work)
+
+
+def _report(args: argparse.Namespace, figures: list[Figure], info: dict, work: Path) -> int:
+    """Print and write the figures; remove the work folder unless a target was missed."""
     print(report.table(figures))
     if args.out:
         report.write_json(args.out, figures, info)
@@ -82,8 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
         else:
             Context.say(f"logs and files kept in {work}")
-    Context.say(f"{'every target met' if ok else 'TARGETS MISSED'} (seed {seed}, "
-                f"{time.time() - started:.0f} s)")
+    Context.say(f"{'every target met' if ok else 'TARGETS MISSED'} (seed {info['seed']}, "
+                f"{info['duration_s']:.0f} s)")
     return 0 if ok else 1
 
 

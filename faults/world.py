@@ -306,11 +306,14 @@ def _comm(pid: int) -> str:
 
 
 def describe(pid: int) -> str:
+    """``PID COMMAND LINE``, and the job it belongs to if any."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:
-        cmdline = "?"
-    return f"{pid} {cmdline.strip()}"
+        return f"{pid} (gone)"
+    job = next((v[15:].decode() for v in environ if v.startswith(b"GLOWLAB_JOB_ID=")), None)
+    return f"{pid} {cmdline.strip()}" + (f" (job {job})" if job else "")
 
 
 def _signal(pid: int, sig: int) -> None:
