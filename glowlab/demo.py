@@ -45,7 +45,7 @@ def run_demo(out_dir: str | None = None, listeners: int = 2, quick: bool = False
         console.print(f"beanstalkd at {cluster.address}")
         started = time.monotonic()
         batch = sweep(params, command, tube="demo", queue=cluster,
-                      pri=lambda row: row["samples"] // 1000, name=f"demo-{folder.name}")
+                      pri=lambda row: row["samples"] // 1000, name=folder.name)
         follow(batch, timeout=900)
         elapsed = time.monotonic() - started
         results = batch.results()

@@ -141,8 +141,9 @@ class Journal:
             (id_or_name, id_or_name),
         ).fetchone()
         if row is None:
-            raise GlowlabError(f"no batch {id_or_name!r} in the journal {self.path}; "
-                               "glowlab.batches() lists the known ones")
+            raise GlowlabError(f"no batch {id_or_name!r} in the journal {self.path}; journals are "
+                               "kept per folder: run where the sweep ran, or set GLOWLAB_HOME "
+                               "(glowlab.batches() lists a journal's batches)")
         return BatchRecord(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]),
                            json.loads(row[6]), row[7], row[8])
 
