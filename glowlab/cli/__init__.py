@@ -21,7 +21,16 @@ from .reference import reference_markdown
 __all__ = ["main", "build_parser", "reference_markdown"]
 
 
-def build_parser() -> argparse.ArgumentParser:
+COMMANDS = {**jobs.COMMANDS, **sweeps.COMMANDS, **operate.COMMANDS}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``glowlab`` parser; with ``command``, only that command's subparser.
+
+    Building all sixteen costs more than a whole ``glowlab submit`` should
+    (argparse looks up translations for every one), so :func:`main` builds only
+    the one named, and everything for ``--help`` or a mistyped command.
+    """
     parser = argparse.ArgumentParser(
         prog="glowlab", formatter_class=_formatter,
         description="A distributed batch runner on beanstalkd: submit jobs, run listeners, sweep parameters.",
@@ -36,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
     parser.add_argument("--version", action="version", version=f"glowlab {__version__}")
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
-    jobs.register(sub)
-    sweeps.register(sub)
-    operate.register(sub)
+    for name, add_parser in COMMANDS.items():
+        if command in (None, name):
+            add_parser(sub)
     return parser
 
 
@@ -55,8 +64,9 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = _parse(parser, list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
+    args = _parse(parser, argv)
     if not logging.getLogger("glowlab").handlers:
         _quiet_logging()
     try:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from typing import Callable
 
 from ..errors import InvalidJobError
 from ..settings import Settings
 
-log = logging.getLogger("glowlab")
 
 
 EXIT_CODES = """exit codes:

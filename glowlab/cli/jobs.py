@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..errors import InvalidJobError
 from ..settings import Settings
@@ -269,11 +269,12 @@ def _run_parser(sub) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]", help="the command to run")
 
 
-def register(sub) -> None:
-    """Add this module's commands to the ``glowlab`` parser."""
-    _submit_parser(sub)
-    _listen_parser(sub)
-    _run_parser(sub)
-    _up_parser(sub)
-    _demo_parser(sub)
-    _call_parser(sub)
+COMMANDS: dict[str, Callable] = {
+    "submit": _submit_parser,
+    "listen": _listen_parser,
+    "run": _run_parser,
+    "up": _up_parser,
+    "demo": _demo_parser,
+    "call": _call_parser,
+}
+"""This module's commands: name -> the function that adds its parser."""

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
+from typing import Callable
 
 from ..errors import GlowlabError
 from ..settings import Settings
 from .common import _command, add_queue_option, connect_queue
 
-log = logging.getLogger("glowlab")
 
 
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
@@ -242,12 +241,13 @@ def _errors_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
-def register(sub) -> None:
-    """Add this module's commands to the ``glowlab`` parser."""
-    _stats_parser(sub)
-    _drain_parser(sub)
-    _pause_parser(sub)
-    _resume_parser(sub)
-    _kick_parser(sub)
-    _peek_parser(sub)
-    _errors_parser(sub)
+COMMANDS: dict[str, Callable] = {
+    "stats": _stats_parser,
+    "drain": _drain_parser,
+    "pause": _pause_parser,
+    "resume": _resume_parser,
+    "kick": _kick_parser,
+    "peek": _peek_parser,
+    "errors": _errors_parser,
+}
+"""This module's commands: name -> the function that adds its parser."""

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 from .common import EXIT_CODES
 
-log = logging.getLogger("glowlab")
 
 
 REFERENCE_HEADER = """\

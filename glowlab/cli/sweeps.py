@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import shlex
 import sys
+from typing import Callable
 
 from ..errors import GlowlabError
 from ..settings import Settings
 from .common import _command, add_queue_option, connect_queue
 
-log = logging.getLogger("glowlab")
 
 
 def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
@@ -153,8 +152,9 @@ def _watch_parser(sub) -> None:
                    help="seconds between updates (default 1)")
 
 
-def register(sub) -> None:
-    """Add this module's commands to the ``glowlab`` parser."""
-    _sweep_parser(sub)
-    _results_parser(sub)
-    _watch_parser(sub)
+COMMANDS: dict[str, Callable] = {
+    "sweep": _sweep_parser,
+    "results": _results_parser,
+    "watch": _watch_parser,
+}
+"""This module's commands: name -> the function that adds its parser."""
