@@ -130,6 +130,7 @@ class LocalCluster:
         try:
             self.server = Beanstalkd(binlog_dir=self._dir).start()
             self._guardian.add(self.server.proc.pid)
+            self._guardian.flush()  # written at once: unlike jobs, these carry no mark to be found by
             # A private loopback cluster runs the jobs of the user who started it: running
             # them as that user is no escalation, even when it is root.
             trust = ["--allow-root"] if os.geteuid() == 0 else []
@@ -148,6 +149,7 @@ class LocalCluster:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                     start_new_session=True)
         self._guardian.add(proc.pid)
+        self._guardian.flush()
         self._listeners.append(proc)
 
     @property

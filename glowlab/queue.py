@@ -67,6 +67,7 @@ class Queue:
         self._batch: _Pipeline | None = None
         self._max_job_size: int | None = None
         self._watching: set[str] = {"default"}
+        self._sock_timeout = timeout
 
     # -- connection ---------------------------------------------------------
     def _socket(self) -> socket.socket:
@@ -85,6 +86,7 @@ class Queue:
         if self._client is None:
             self._client = greenstalk.Client(self._socket(), encoding=None)
             self._watching = {"default"}
+            self._sock_timeout = self._timeout
         return self._client
 
     def is_open(self) -> bool:
@@ -123,7 +125,10 @@ class Queue:
         ``timeout`` replaces the usual reply timeout for this one call."""
         client = self.client
         try:
-            client._sock.settimeout((self._timeout if timeout is None else timeout) + wait)
+            seconds = (self._timeout if timeout is None else timeout) + wait
+            if seconds != self._sock_timeout:  # settimeout is a system call: only when it changes
+                client._sock.settimeout(seconds)
+                self._sock_timeout = seconds
             return getattr(client, method)(*args)
         except greenstalk.TimedOutError:
             raise

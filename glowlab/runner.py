@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import selectors
+import shutil
 import signal
 import stat
 import socket
@@ -111,27 +112,73 @@ def _check_workdir(workdir: str) -> None:
 
 
 @functools.cache
-def _listener_environment() -> dict[str, str]:
-    return dict(os.environ)  # copied once: it is the same for every job
+def _listener_environment() -> dict[bytes, bytes]:
+    # copied and encoded once: it is the same for every job, and Popen would
+    # otherwise encode each of its variables again for every job
+    return {os.fsencode(k): os.fsencode(v) for k, v in os.environ.items()}
 
 
-def _environment(job: Job) -> dict[str, str]:
+def _environment(job: Job, result_path: str | None) -> dict[bytes, bytes]:
     """The listener's environment plus the job's own variables."""
-    return {**_listener_environment(), **job.env, "GLOWLAB_JOB_ID": job.id,
-            LISTENER_MARK: str(os.getpid())}
+    env = {**_listener_environment(), b"GLOWLAB_JOB_ID": job.id.encode(),
+           LISTENER_MARK.encode(): b"%d" % os.getpid()}
+    for name, value in job.env.items():
+        env[os.fsencode(name)] = os.fsencode(value)
+    if result_path:
+        env[b"GLOWLAB_RESULT"] = os.fsencode(result_path)
+    return env
+
+
+_FOUND: dict[tuple[str, bytes | None], tuple[float, str | None]] = {}
+FOUND_FOR = 1.0
+"""Seconds a command's place on PATH is remembered (a new install is seen after that)."""
+
+
+def _executable(argv0: str, env: dict[bytes, bytes]) -> str | None:
+    """Where ``argv0`` is on the job's PATH, looked up at most once a second.
+
+    Found here, the process is started with one ``execve``; left to Popen, each
+    job would try every PATH folder before the right one.
+    """
+    if "/" in argv0:
+        return None
+    path = env.get(b"PATH")
+    key = (argv0, path)
+    now = time.monotonic()
+    found = _FOUND.get(key)
+    if found is None or now >= found[0]:
+        if len(_FOUND) > 1000:  # a listener runs for months: forget commands of the past
+            _FOUND.clear()
+        folders = os.fsdecode(path if path is not None else os.defpath)
+        # a relative folder means one inside the job's workdir: Popen resolves those there
+        where = shutil.which(argv0, path=folders) if _all_absolute(folders) else None
+        found = _FOUND[key] = (now + FOUND_FOR, where)
+    return found[1]
+
+
+def _all_absolute(folders: str) -> bool:
+    return all(os.path.isabs(folder) for folder in folders.split(os.pathsep))
 
 
 def _start(job: Job, result_path: str | None) -> subprocess.Popen:
-    env = _environment(job)
-    if result_path:
-        env["GLOWLAB_RESULT"] = result_path
+    env = _environment(job, result_path)
+    argv = job.argv
+    executable = _executable(argv[0], env)
     try:
-        return subprocess.Popen(
-            job.argv, cwd=job.workdir, env=env, stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-        )
+        try:
+            return _popen(argv, executable, job.workdir, env)
+        except FileNotFoundError as exc:
+            if executable is None or exc.filename != executable:
+                raise
+            _FOUND.clear()  # removed since it was looked up: look again, the way Popen does
+            return _popen(argv, None, job.workdir, env)
     except OSError as exc:
         raise _start_error(job, exc) from None
+
+
+def _popen(argv: list[str], executable: str | None, cwd: str, env: dict[bytes, bytes]) -> subprocess.Popen:
+    return subprocess.Popen(argv, executable=executable, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 
 def _start_error(job: Job, exc: OSError) -> _StartError:
@@ -234,6 +281,18 @@ class _Outputs:
         self._opened.clear()
 
 
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when ``pid`` exits (Linux 5.3+), else None.
+
+    Without one, a process that closed its pipes is waited for by polling,
+    which costs each short job up to a few milliseconds.
+    """
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
 def _append(path: str) -> BinaryIO:
     """Open ``path`` for appending, creating missing folders (a kindness glow did not do)."""
     try:
@@ -258,24 +317,33 @@ class _Watch:
 
     def run(self) -> Status:
         pipes = {self.proc.stdout: "stdout", self.proc.stderr: "stderr"}
+        exit_fd = _pidfd(self.proc.pid)
         with selectors.PollSelector() as sel:  # no epoll object to make per job
             for pipe, name in pipes.items():
                 sel.register(pipe, selectors.EVENT_READ, name)
+            if exit_fd is not None:  # readable once the process has exited: no polling for it
+                sel.register(exit_fd, selectors.EVENT_READ, None)
             while not self._finished(sel):
                 if sel.get_map():
                     for key, _ in sel.select(self._wait()):
-                        self._read(sel, key)
+                        if key.data is None:
+                            sel.unregister(exit_fd)
+                        else:
+                            self._read(sel, key)
                 else:
                     self._pause()  # the process closed its pipes but runs on
                 self._mind(time.monotonic())
         for pipe in pipes:
             pipe.close()
+        if exit_fd is not None:
+            os.close(exit_fd)
         return self.status
 
     def _finished(self, sel: selectors.BaseSelector) -> bool:
         if self.exited_at is None:
             return False
-        return not sel.get_map() or time.monotonic() > self.exited_at + DRAIN_GRACE
+        pipes_open = any(key.data is not None for key in sel.get_map().values())
+        return not pipes_open or time.monotonic() > self.exited_at + DRAIN_GRACE
 
     def _read(self, sel: selectors.BaseSelector, key: selectors.SelectorKey) -> None:
         data = os.read(key.fd, 65536)

@@ -159,14 +159,20 @@ def _sweep(df, command, *, tube, queue, pri, delay, workdir, timeout, retries, a
     journal = Journal()
     earlier, queued = _skip_done(journal, rows) if skip_done else ([], range(len(params)))
     jobs = [rows.jobs[p] for p in queued]
-    bodies = q.encode_all(jobs)  # every check passes before anything is written or sent
+    q.check_sizes(jobs)  # every check passes before anything is written or sent
     record = BatchRecord(batch_id, name, command, q.address, results_tube, index_names, columns,
                          time.time(), len(params))
+    bodies: list[bytes] = []
+
+    def prepare(window: range) -> None:  # while beanstalkd takes in the window before
+        bodies.extend(job.encode(q.keyring) for job in jobs[window.start:window.stop])
+        add_rows(rows.at(queued[i] for i in window))
+
     with journal.adding(record) as add_rows:
         add_rows(earlier)
         ids = q.put_bodies([(j.tube, j.pri, j.delay, j.ttr) for j in jobs], bodies,
                            progress=(lambda n: progress(n, len(jobs))) if progress else None,
-                           prepare=lambda window: add_rows(rows.at(queued[i] for i in window)))
+                           prepare=prepare)
     bids = [0] * len(params)
     for position, bid in zip(queued, ids):
         bids[position] = bid

@@ -219,6 +219,21 @@ def test_a_job_whose_listener_was_killed_runs_elsewhere_within_a_ttr_and_leaves_
     wait_for(lambda: tube_empty(queue, tube), timeout=10, message="the job to be deleted")
 
 
+def test_a_job_that_cleared_its_environment_is_still_killed_with_its_listener(
+        start_listener: Start, queue: Queue, tube: str, tmp_path: Path) -> None:
+    """Without the listener's mark only the group the listener registered leads to it."""
+    from glowlab.guardian import FLUSH_EVERY
+
+    pids = tmp_path / "pids"
+    doomed = start_listener()
+    queue.submit(Job(cmd="env", args=("-i", "sh", "-c", f"echo $$ > {pids}; exec sleep 60"), tube=tube))
+    (pid,) = pids_in(pids, 1)
+    assert b"GLOWLAB" not in Path(f"/proc/{pid}/environ").read_bytes()
+    time.sleep(3 * FLUSH_EVERY)  # the registration is written within FLUSH_EVERY of the start
+    doomed.kill()
+    wait_for(lambda: not alive(pid), timeout=5, message="the guardian to kill the registered group")
+
+
 def test_the_guardian_comes_back_if_it_dies(tmp_path: Path) -> None:
     """A listener whose guardian was killed gets a new one, which still knows every job."""
     script = f"""
@@ -227,11 +242,13 @@ from glowlab.guardian import Guardian
 jobs = [subprocess.Popen(["sleep", "60"], start_new_session=True) for _ in range(2)]
 guardian = Guardian()
 guardian.add(jobs[0].pid)
+guardian.flush()  # written now, not at the next gathering
 first = guardian.pid
 os.kill(first, signal.SIGKILL)
 while open(f"/proc/{{first}}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
     time.sleep(0.01)  # dead but not reaped: its end of the pipe is closed
 guardian.add(jobs[1].pid)
+guardian.flush()
 assert guardian.pid != first
 open({str(tmp_path / "pids")!r}, "w").write(f"{{jobs[0].pid}} {{jobs[1].pid}}")
 os._exit(0)  # dies like a killed listener: no goodbye to the guardian
