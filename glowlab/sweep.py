@@ -86,13 +86,15 @@ def fingerprint(argv: Sequence[str], env: Mapping[str, str]) -> str:
 def fingerprinter(env: Mapping[str, str]) -> Callable[[Sequence[str]], str]:
     """:func:`fingerprint` for many commands with one ``env``, whose part is encoded once.
 
-    The text hashed is ``json.dumps([list(argv), sorted(env.items())])``, built in two
-    pieces (a tuple and a list encode alike).
+    The bytes hashed are the arguments joined by NUL (which no argument holds),
+    two NULs, then ``env`` as sorted JSON: one join and one hash per command.
     """
     import hashlib
 
-    sha256, dumps, tail = hashlib.sha256, json.dumps, ", " + json.dumps(sorted(env.items())) + "]"
-    return lambda argv: sha256(("[" + dumps(argv) + tail).encode()).hexdigest()[:32]
+    sha256 = hashlib.sha256
+    tail = b"\0\0" + json.dumps(sorted(env.items())).encode()
+    # surrogatepass: arguments that were not UTF-8 arrive as lone surrogates
+    return lambda argv: sha256("\0".join(argv).encode("utf-8", "surrogatepass") + tail).hexdigest()[:32]
 
 
 def resolve_queue(queue: "Queue | LocalCluster | str | None") -> "Queue":
@@ -159,20 +161,14 @@ def _sweep(df, command, *, tube, queue, pri, delay, workdir, timeout, retries, a
     journal = Journal()
     earlier, queued = _skip_done(journal, rows) if skip_done else ([], range(len(params)))
     jobs = [rows.jobs[p] for p in queued]
-    q.check_sizes(jobs)  # every check passes before anything is written or sent
+    bodies = q.encode_all(jobs)  # every check passes before anything is written or sent
     record = BatchRecord(batch_id, name, command, q.address, results_tube, index_names, columns,
                          time.time(), len(params))
-    bodies: list[bytes] = []
-
-    def prepare(window: range) -> None:  # while beanstalkd takes in the window before
-        bodies.extend(job.encode(q.keyring) for job in jobs[window.start:window.stop])
-        add_rows(rows.at(queued[i] for i in window))
-
     with journal.adding(record) as add_rows:
         add_rows(earlier)
         ids = q.put_bodies([(j.tube, j.pri, j.delay, j.ttr) for j in jobs], bodies,
                            progress=(lambda n: progress(n, len(jobs))) if progress else None,
-                           prepare=prepare)
+                           prepare=lambda window: add_rows(rows.at(queued[i] for i in window)))
     bids = [0] * len(params)
     for position, bid in zip(queued, ids):
         bids[position] = bid
