@@ -7,6 +7,10 @@ message as one line and exits with its ``exit_code``. Anything else is a bug.
 from __future__ import annotations
 
 
+class GlowlabWarning(UserWarning):
+    """Something in the input was ignored; what was given still works."""
+
+
 class GlowlabError(Exception):
     """Base of every error glowlab raises on purpose."""
 

@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import gc
 import json
-import logging
 import os
 import re
 import shlex
 import sys
+import warnings
 from collections.abc import Iterator, Mapping  # not typing's: its isinstance checks are slow
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable
 
-from .errors import InvalidJobError
+from .errors import GlowlabWarning, InvalidJobError
 
 if TYPE_CHECKING:
     from .signing import Keyring
-
-log = logging.getLogger("glowlab")
 
 SIG_KEY = "sig"
 """The member a signed body carries its signature in (see signing.py)."""
@@ -326,7 +324,10 @@ def from_dict(record: Any) -> Job:
             raise InvalidJobError(f"{key} is required", field=key)
     if not record.keys() <= _ACCEPTED_KEYS:
         unknown = sorted(set(record) - _ACCEPTED_KEYS, key=str)
-        log.warning("ignoring unknown job keys: %s", ", ".join(map(str, unknown)))
+        # a warning, not a log line: the caller can fix it, and a batch of
+        # like records says it once
+        warnings.warn(f"ignoring unknown job keys: {', '.join(map(str, unknown))}",
+                      GlowlabWarning, stacklevel=2)
     known = {k: v for k, v in record.items() if k in KNOWN_KEYS and v is not None}
     if "id" not in known:
         known["id"] = new_id()

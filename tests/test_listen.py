@@ -226,6 +226,16 @@ def test_workdir_is_respected_and_relative_outputs_live_in_it(start_listener: St
     wait_text(workdir / "logs" / "pwd.txt", f"{workdir.resolve()}\n", listener)
 
 
+def test_a_body_with_unknown_keys_runs_and_the_listener_log_says_so(
+        start_listener: Start, queue: Queue, tube: str, tmp_path: Path) -> None:
+    queue.put(tube, ('{"cmd":"touch","args":["ran"],"tube":"%s","workdir":"%s","colour":"red"}'
+                     % (tube, tmp_path)).encode())
+    listener = start_listener()
+    wait_for(lambda: (tmp_path / "ran").exists(), timeout=30, message=f"the job; log:\n{log_of(listener)}")
+    wait_for(lambda: "ignoring unknown job keys: colour" in log_of(listener), timeout=5,
+             message="the warning in the listener's log")
+
+
 def test_a_malformed_body_is_buried_and_the_listener_goes_on(start_listener: Start, queue: Queue,
                                                              tube: str, tmp_path: Path) -> None:
     queue.put(tube, b"this is not json", pri=0)

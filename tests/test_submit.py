@@ -129,6 +129,15 @@ def test_stdin_seed_readme_json(address: str, queue: Queue, tube: str) -> None:
         assert (stats["pri"], stats["delay"], stats["state"]) == (pri, 0, "ready")
 
 
+def test_unknown_keys_warn_once_and_the_jobs_are_queued(address: str, queue: Queue, tube: str) -> None:
+    record = json.dumps({"cmd": "ls", "tube": tube, "colour": "red"})
+    result = submit(address=address, input=f"[{record}, {record}, {record}]")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.decode().splitlines() == [
+        "glowlab: WARNING: ignoring unknown job keys: colour", f"queued 3 jobs on {tube}"]
+    assert tube_counts(queue, tube)["ready"] == 3
+
+
 @pytest.mark.parametrize("trailing", ["", "\n"])
 def test_stdin_json_lines_with_options_as_defaults(address: str, queue: Queue, tube: str,
                                                     trailing: str) -> None:

@@ -8,20 +8,40 @@ quick. A :class:`GlowlabError` becomes one line on stderr and its exit code.
 from __future__ import annotations
 
 import argparse
-import logging
+import importlib
 import sys
-from typing import Sequence
+import warnings
+from typing import Callable, Sequence
 
 from ..errors import GlowlabError
 from ..settings import Settings
-from . import jobs, operate, sweeps
 from .common import EXIT_CODES, _formatter
-from .reference import reference_markdown
 
 __all__ = ["main", "build_parser", "reference_markdown"]
 
+FAMILIES = ("jobs", "sweeps", "operate")
+"""This package's modules of commands, in the order ``--help`` lists them."""
 
-COMMANDS = {**jobs.COMMANDS, **sweeps.COMMANDS, **operate.COMMANDS}
+
+def commands(wanted: str | None = None) -> dict[str, Callable]:
+    """Command name -> the function that adds its parser.
+
+    Families are imported in order until one has ``wanted``: ``glowlab submit``
+    and ``glowlab listen`` load only the first.
+    """
+    found: dict[str, Callable] = {}
+    for family in FAMILIES:
+        found.update(importlib.import_module(f".{family}", __name__).COMMANDS)
+        if wanted in found:
+            break
+    return found
+
+
+def reference_markdown() -> str:
+    """docs/cli.md, generated from the parsers (see :mod:`glowlab.cli.reference`)."""
+    from .reference import reference_markdown
+
+    return reference_markdown()
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -45,9 +65,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     from .. import __version__
     parser.add_argument("--version", action="version", version=f"glowlab {__version__}")
     sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
-    for name, add_parser in COMMANDS.items():
-        if command in (None, name):
-            add_parser(sub)
+    found = commands(command)
+    for name in [command] if command in found else found:  # a mistyped one: all, to list them
+        found[name](sub)
     return parser
 
 
@@ -65,9 +85,11 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
+    parser = build_parser(argv[0] if argv and not argv[0].startswith("-") else None)
     args = _parse(parser, argv)
-    if not logging.getLogger("glowlab").handlers:
+    warnings.showwarning = _show_warning
+    # submit logs nothing, and a single submit should not pay for importing logging
+    if args.subcommand != "submit":
         _quiet_logging()
     try:
         return args.handler(args, Settings.from_env())
@@ -78,8 +100,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    logging = sys.modules.get("logging")  # into the log where one is set up (a listener's file)
+    if logging is not None and logging.getLogger("glowlab").handlers:
+        logging.getLogger("glowlab").warning("%s", message)
+    else:
+        print(f"glowlab: WARNING: {message}", file=sys.stderr)
+
+
 def _quiet_logging() -> None:
+    """glowlab's log on stderr, warnings and errors only, unless the caller set up its own."""
+    import logging
+
+    logger = logging.getLogger("glowlab")
+    if logger.handlers:
+        return
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("glowlab: %(levelname)s: %(message)s"))
-    logging.getLogger("glowlab").addHandler(handler)
-    logging.getLogger("glowlab").setLevel(logging.WARNING)
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from ..errors import InvalidJobError
 from ..settings import Settings
 from .common import _command, _names, add_job_options, add_queue_option, job_fields
 
-log = logging.getLogger("glowlab")
+if TYPE_CHECKING:
+    import logging
 
 
 def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
@@ -58,7 +58,7 @@ def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
     from functools import partial
 
     from ..errors import ConfigurationError
-    from ..listener import Listener, ListenerOptions, install_signals, reopen_log
+    from ..listener import Listener, ListenerOptions, install_signals, log, reopen_log
 
     for flag in ("jobs", "retry_base", "retry_cap", "kill_grace"):
         if getattr(args, flag) < 0:
@@ -90,7 +90,7 @@ def cmd_listen(args: argparse.Namespace, settings: Settings) -> int:
 def _check_trust(options, *, allow_root: bool) -> None:
     """Refuse root unless told so; warn when anyone on a network could make us run commands."""
     from ..errors import ConfigurationError
-    from ..listener import is_loopback
+    from ..listener import is_loopback, log
 
     if os.geteuid() == 0 and not allow_root:
         raise ConfigurationError(
@@ -102,7 +102,7 @@ def _check_trust(options, *, allow_root: bool) -> None:
                     "(see docs/security.md)", options.address)
 
 
-def _log_to(path: str | None, *, verbose: bool) -> logging.Handler:
+def _log_to(path: str | None, *, verbose: bool) -> "logging.Handler":
     import logging.handlers
 
     handler = logging.handlers.WatchedFileHandler(path) if path else logging.StreamHandler()
