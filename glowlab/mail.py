@@ -11,6 +11,7 @@ import logging
 import queue
 import smtplib
 import threading
+import time
 from email.message import EmailMessage
 
 from .job import Job
@@ -81,11 +82,13 @@ class Mailer:
             thread = self._thread
         if thread is None:
             return
+        deadline = None if timeout is None else time.monotonic() + timeout
         try:
             self._backlog.put(None, timeout=timeout)
         except queue.Full:
             pass
-        thread.join(timeout)
+        # one deadline for both waits: room in the backlog, then the thread's end
+        thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def _start(self) -> None:
         with self._lock:

@@ -138,3 +138,18 @@ def test_a_full_backlog_drops_mail_instead_of_piling_up(caplog: pytest.LogCaptur
             sent = [mailer.send_failure(job, outcome) for _ in range(6)]
             mailer.close(timeout=5)
     assert sent.count(False) >= 3 and "dropped" in caplog.text
+
+
+def test_close_waits_at_most_its_timeout_even_with_a_full_backlog() -> None:
+    job = failing("sims", mailto=("ada@example.org",))
+    outcome = Outcome(job_id=job.id, tube="sims", command=job.command_line, status=Status.FAILED)
+    with socket.socket() as silent:  # the first mail hangs for the SMTP timeout; the rest wait
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        mailer = Mailer(f"127.0.0.1:{silent.getsockname()[1]}", "glow@example.com", timeout=10,
+                        backlog=2)
+        for _ in range(3):
+            mailer.send_failure(job, outcome)
+        started = time.monotonic()
+        mailer.close(timeout=1)
+        assert time.monotonic() - started < 1.5, "one deadline covers the backlog and the thread"
