@@ -45,6 +45,7 @@ INTERNAL_PREFIX = "glowlab."
 
 IDLE_TUBE = INTERNAL_PREFIX + "idle"
 """Watched when every tube is excluded or waiting; nothing is ever put there."""
+_IDLE_ONLY = [IDLE_TUBE]
 
 RHYTHM = 1
 """Seconds an idle slot blocks in reserve before it looks at tubes and shutdown again."""
@@ -153,7 +154,7 @@ class Listener:
 
     def _step(self, queue: Queue) -> None:
         # with nothing to watch, block on a tube nobody uses: same rhythm, same liveness check
-        queue.watch_only(self._watchlist.tubes(queue) or [IDLE_TUBE])
+        queue.watch_only(self._watchlist.tubes(queue) or _IDLE_ONLY)
         reserved = queue.reserve(RHYTHM)
         if reserved is None:
             return
@@ -346,9 +347,13 @@ class _Watchlist:
         self._expires = 0.0
 
     def tubes(self, queue: Queue) -> list[str]:
+        """The tubes to watch; the very same list object until they change, so a slot
+        sees at once that it has nothing to do (see :meth:`Queue.watch_only`)."""
         with self._lock:
             if time.monotonic() >= self._expires:
-                self._tubes = self._compute(queue)
+                tubes = self._compute(queue)
+                if tubes != self._tubes:
+                    self._tubes = tubes
                 self._expires = time.monotonic() + RHYTHM
             return self._tubes
 

@@ -67,6 +67,7 @@ class Queue:
         self._batch: _Pipeline | None = None
         self._max_job_size: int | None = None
         self._watching: set[str] = {"default"}
+        self._watch_asked: object = None
         self._sock_timeout = timeout
 
     # -- connection ---------------------------------------------------------
@@ -86,6 +87,7 @@ class Queue:
         if self._client is None:
             self._client = greenstalk.Client(self._socket(), encoding=None)
             self._watching = {"default"}
+            self._watch_asked = None
             self._sock_timeout = self._timeout
         return self._client
 
@@ -112,6 +114,7 @@ class Queue:
                 except OSError:
                     pass
         self._client = self._batch = None
+        self._watch_asked = None
 
     def __enter__(self) -> "Queue":
         return self
@@ -245,8 +248,12 @@ class Queue:
         """Make the watch list exactly ``tubes``; none means a tube nobody fills.
 
         beanstalkd keeps at least one watched tube; falling back to ``default``
-        would run jobs of a tube the caller had excluded.
+        would run jobs of a tube the caller had excluded. The very object given
+        last time (which must not have been changed since) costs nothing: a
+        listener asks before every job, with a thousand tubes.
         """
+        if tubes is self._watch_asked:
+            return
         wanted = set(tubes) or {IDLE_TUBE}
         self.client
         for tube in sorted(wanted - self._watching):
@@ -254,6 +261,7 @@ class Queue:
         for tube in sorted(self._watching - wanted):
             self._call("ignore", tube)
         self._watching = wanted
+        self._watch_asked = tubes
 
     def reserve(self, timeout: int) -> Reserved | None:
         """Wait up to ``timeout`` seconds for a job from the watched tubes."""
