@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from . import runner
 from .deps import Dependencies
@@ -75,6 +75,15 @@ class ListenerOptions:
     kill_grace: float = runner.KILL_GRACE
     keyring: Keyring | None = None
     """With keys, only jobs signed with one of them run (see docs/security.md)."""
+
+
+class _Finished(NamedTuple):
+    """A job that succeeded; its delete goes out with the slot's next reserve, which
+    saves each job a round trip."""
+
+    beanstalkd_id: int
+    job: Job
+    outcome: Outcome
 
 
 def backoff(attempt: int, base: float, cap: float) -> int:
@@ -135,41 +144,62 @@ class Listener:
     # -- one slot -------------------------------------------------------------
     def _slot(self, index: int) -> None:
         queue = Queue(self.options.address)
+        finished: _Finished | None = None
         pause = 0.0
         while not self.draining.is_set():
             try:
-                self._step(queue)
+                finished = self._step(queue, finished)
                 self._link.up()
                 pause = 0.0
             except QueueUnreachableError as exc:
+                finished = self._unsettled(finished)
                 self._link.down(exc)
                 pause = min(RECONNECT_CAP, pause * 2 or 0.1)
             except Exception:  # a bug or a refusal must not end the slot: log it, carry on
+                finished = self._unsettled(finished)
                 log.exception("slot %d: unexpected error; carrying on", index)
                 pause = RHYTHM
             if pause:
                 queue.close()  # whatever it held goes back to ready
                 self.draining.wait(pause)
+        if finished is not None:  # told to stop: the last job's delete cannot wait for a reserve
+            try:
+                self._event("COMPLETE" if queue.delete(finished.beanstalkd_id) else "LOST",
+                            finished.job, finished.outcome)
+            except QueueUnreachableError:
+                self._unsettled(finished)
         queue.close()
 
-    def _step(self, queue: Queue) -> None:
+    def _step(self, queue: Queue, finished: _Finished | None) -> _Finished | None:
+        """Reserve the next job (deleting the last one in the same round trip) and run it."""
         # with nothing to watch, block on a tube nobody uses: same rhythm, same liveness check
         queue.watch_only(self._watchlist.tubes(queue) or _IDLE_ONLY)
-        reserved = queue.reserve(RHYTHM)
+        if finished is None:
+            reserved = queue.reserve(RHYTHM)
+        else:
+            deleted, reserved = queue.delete_and_reserve(finished.beanstalkd_id, RHYTHM)
+            self._event("COMPLETE" if deleted else "LOST", finished.job, finished.outcome)
         if reserved is None:
-            return
+            return None
         if self.draining.is_set():
             queue.close()  # reserved as we were told to stop: hand it back, uncounted
-            return
-        self._handle(queue, reserved)
+            return None
+        return self._handle(queue, reserved)
+
+    @staticmethod
+    def _unsettled(finished: _Finished | None) -> None:
+        if finished is not None:
+            log.warning("job %s ended (done) but beanstalkd went away before it was deleted; "
+                        "it will run again", finished.job.id)
 
     # -- one job --------------------------------------------------------------
-    def _handle(self, queue: Queue, reserved: Reserved) -> None:
+    def _handle(self, queue: Queue, reserved: Reserved) -> _Finished | None:
+        """Run one job; a success comes back to be deleted with the next reserve."""
         try:
             job = decode(reserved.body, self.options.keyring)
         except (InvalidJobError, RecursionError) as exc:
             self._reject(queue, reserved, queue.stats_job(reserved.id) or {}, str(exc))
-            return
+            return None
         # Only a job that was released (a retry) or may have to wait needs beanstalkd's view
         # of it: skipping the round trip otherwise is a third of the per-job cost of `true`.
         needs_stats = job.retries or job.after or self._watchlist.has_dependencies
@@ -178,7 +208,7 @@ class Listener:
         if self._watchlist.must_wait(queue, tube, job.after):
             queue.close()  # hand it back, uncounted: it did not run
             self._event("WAITING", job)
-            return
+            return None
         attempt = int(stats.get("releases", 0)) + 1
         self._event("RUNNING", job, attempt=attempt)
         self._announce(queue, job, attempt)
@@ -186,7 +216,7 @@ class Listener:
                              control=self._control(queue, reserved, job),
                              result_path=os.path.join(self._results_dir, f"{reserved.id}.json"))
         try:
-            self._settle(queue, reserved, job, outcome)
+            return self._settle(queue, reserved, job, outcome)
         except QueueUnreachableError:
             log.warning("job %s ended (%s) but beanstalkd went away before it was settled; "
                         "it will run again", job.id, outcome.describe() if not outcome.ok else "done")
@@ -205,20 +235,21 @@ class Listener:
             on_start=self._guardian.add, on_exit=self._guardian.remove,
         )
 
-    def _settle(self, queue: Queue, reserved: Reserved, job: Job, outcome: Outcome) -> None:
+    def _settle(self, queue: Queue, reserved: Reserved, job: Job, outcome: Outcome) -> _Finished | None:
         if outcome.status is Status.INTERRUPTED:
             self._interrupted(queue, job, outcome)
         elif self._retry(queue, reserved, job, outcome):
             pass
         elif outcome.ok:
-            self._publish(queue, job, outcome)
-            self._event("COMPLETE" if queue.delete(reserved.id) else "LOST", job, outcome)
+            self._publish(queue, job, outcome)  # its result is out before the job is deleted
+            return _Finished(reserved.id, job, outcome)
         else:
             self._publish(queue, job, outcome)
             if queue.bury(reserved.id, job.pri):
                 self._report_failure(queue, job, outcome)
             else:
                 self._event("LOST", job, outcome)
+        return None
 
     def _interrupted(self, queue: Queue, job: Job, outcome: Outcome) -> None:
         if self.killing.is_set():

@@ -128,10 +128,7 @@ class Queue:
         ``timeout`` replaces the usual reply timeout for this one call."""
         client = self.client
         try:
-            seconds = (self._timeout if timeout is None else timeout) + wait
-            if seconds != self._sock_timeout:  # settimeout is a system call: only when it changes
-                client._sock.settimeout(seconds)
-                self._sock_timeout = seconds
+            self._set_timeout(client, (self._timeout if timeout is None else timeout) + wait)
             return getattr(client, method)(*args)
         except greenstalk.TimedOutError:
             raise
@@ -142,6 +139,11 @@ class Queue:
             raise unreachable(self.address, exc) from None
         except greenstalk.BeanstalkdError as exc:
             raise QueueError(f"beanstalkd at {self.address} refused {method}: {type(exc).__name__}") from None
+
+    def _set_timeout(self, client: "greenstalk.Client[bytes]", seconds: float) -> None:
+        if seconds != self._sock_timeout:  # settimeout is a system call: only when it changes
+            client._sock.settimeout(seconds)
+            self._sock_timeout = seconds
 
     # -- submitting ---------------------------------------------------------
     @property
@@ -271,6 +273,30 @@ class Queue:
             return None
         return Reserved(job.id, job.body)
 
+    def delete_and_reserve(self, job_id: int, timeout: int) -> tuple[bool, Reserved | None]:
+        """Delete a finished job and wait up to ``timeout`` s for the next, in one round trip.
+
+        Returns whether the delete found the job (see :meth:`delete`) and the job
+        reserved, or None. Both commands are written at once; beanstalkd answers
+        the delete at once and the reserve when it has a job.
+        """
+        client = self.client
+        try:
+            self._set_timeout(client, self._timeout + timeout)
+            client._sock.sendall(b"delete %d\r\nreserve-with-timeout %d\r\n" % (job_id, timeout))
+            deleted = _reply(client._reader.readline(), {b"DELETED": True, b"NOT_FOUND": False})
+            head = client._reader.readline()
+            if not _reply(head, {b"RESERVED": True, b"TIMED_OUT": False, b"DEADLINE_SOON": False}):
+                return deleted, None
+            _, reserved_id, size = head.split()
+            body = client._reader.read(int(size) + 2)
+            if len(body) != int(size) + 2 or not body.endswith(b"\r\n"):
+                raise OSError("connection closed in the middle of a job body")
+        except (OSError, ValueError) as exc:
+            self.close()
+            raise unreachable(self.address, exc) from None
+        return deleted, Reserved(int(reserved_id), body[:-2])
+
     def delete(self, job_id: int) -> bool:
         """Delete a job; False when it no longer exists (or is not ours)."""
         return self._settle("delete", job_id)
@@ -359,6 +385,15 @@ class Queue:
     def kick_job(self, job_id: int) -> bool:
         """Make one buried or delayed job ready; False if it is in neither state."""
         return self._settle("kick_job", job_id)
+
+
+def _reply(line: bytes, expected: dict[bytes, Any]) -> Any:
+    """What a reply line of one of the ``expected`` kinds stands for; anything else
+    (an error, end of file) breaks the connection's step with the server."""
+    kind = line.split(b" ", 1)[0].rstrip(b"\r\n")
+    if kind not in expected or not line.endswith(b"\r\n"):
+        raise OSError(f"unexpected reply {line[:60]!r}" if line else "connection closed")
+    return expected[kind]
 
 
 class _Pipeline:
