@@ -120,9 +120,10 @@ def throughput(ws: Workspace, sizes: Sizes) -> list[Figure]:
             value=rates["glowlab"], unit="jobs/s", target=f">= {target}x xargs -P2",
             met=ratio >= target, baseline="xargs -P2", baseline_value=rates["xargs"], ratio=ratio,
             samples=times["glowlab"],
-            limits="per job: reserve, decoding, starting the process with pipes (fork/exec "
-                   "from Python, which holds the lock the other slot's thread needs), the output "
-                   "pump, delete; the guardian hears of jobs in one write every 0.2 s.",
+            limits="per job: one round trip (the last job's delete goes with the next "
+                   "reserve), decoding, starting the process with pipes (fork/exec from Python, "
+                   "which holds the lock the other slot's thread needs), the output pump; the "
+                   "guardian hears of jobs in one write every 0.2 s.",
             extra={"rates": rates, "times": times,
                    "ratio_minimal": paired_ratio(times["xargs"], times["minimal"]),
                    "ratio_parallel": (paired_ratio(times["xargs"], times["parallel"])
