@@ -56,9 +56,9 @@ class Guardian:
         )
 
     def _say(self, line: str) -> None:
-        with self._lock:
-            self._pending.append(line)
-            self._lock.notify()
+        # with the lock held
+        self._pending.append(line)
+        self._lock.notify()
 
     def _flush_loop(self) -> None:
         while True:
@@ -98,12 +98,12 @@ class Guardian:
     def add(self, pgid: int) -> None:
         with self._lock:
             self._groups.add(pgid)
-        self._say(f"+{pgid}\n")
+            self._say(f"+{pgid}\n")
 
     def remove(self, pgid: int) -> None:
         with self._lock:
             self._groups.discard(pgid)
-        self._say(f"-{pgid}\n")
+            self._say(f"-{pgid}\n")
 
     def close(self) -> None:
         """A clean exit: the guardian leaves the remaining groups alone."""

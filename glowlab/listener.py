@@ -164,8 +164,7 @@ class Listener:
                 self.draining.wait(pause)
         if finished is not None:  # told to stop: the last job's delete cannot wait for a reserve
             try:
-                self._event("COMPLETE" if queue.delete(finished.beanstalkd_id) else "LOST",
-                            finished.job, finished.outcome)
+                self._deleted(finished, queue.delete(finished.beanstalkd_id))
             except QueueUnreachableError:
                 self._unsettled(finished)
         queue.close()
@@ -178,7 +177,7 @@ class Listener:
             reserved = queue.reserve(RHYTHM)
         else:
             deleted, reserved = queue.delete_and_reserve(finished.beanstalkd_id, RHYTHM)
-            self._event("COMPLETE" if deleted else "LOST", finished.job, finished.outcome)
+            self._deleted(finished, deleted)
         if reserved is None:
             return None
         if self.draining.is_set():
@@ -186,11 +185,16 @@ class Listener:
             return None
         return self._handle(queue, reserved)
 
+    def _deleted(self, finished: _Finished, deleted: bool) -> None:
+        self._event("COMPLETE" if deleted else "LOST", finished.job, finished.outcome)
+
     @staticmethod
     def _unsettled(finished: _Finished | None) -> None:
+        """Say that a job ran but beanstalkd never heard how it ended (so it will run again)."""
         if finished is not None:
-            log.warning("job %s ended (done) but beanstalkd went away before it was deleted; "
-                        "it will run again", finished.job.id)
+            outcome = finished.outcome
+            log.warning("job %s ended (%s) but beanstalkd went away before it was settled; "
+                        "it will run again", finished.job.id, "done" if outcome.ok else outcome.describe())
 
     # -- one job --------------------------------------------------------------
     def _handle(self, queue: Queue, reserved: Reserved) -> _Finished | None:
@@ -218,8 +222,7 @@ class Listener:
         try:
             return self._settle(queue, reserved, job, outcome)
         except QueueUnreachableError:
-            log.warning("job %s ended (%s) but beanstalkd went away before it was settled; "
-                        "it will run again", job.id, outcome.describe() if not outcome.ok else "done")
+            self._unsettled(_Finished(reserved.id, job, outcome))
             raise
 
     def _announce(self, queue: Queue, job: Job, attempt: int) -> None:

@@ -318,26 +318,31 @@ class _Watch:
     def run(self) -> Status:
         pipes = {self.proc.stdout: "stdout", self.proc.stderr: "stderr"}
         exit_fd = _pidfd(self.proc.pid)
-        with selectors.PollSelector() as sel:  # no epoll object to make per job
-            for pipe, name in pipes.items():
-                sel.register(pipe, selectors.EVENT_READ, name)
-            if exit_fd is not None:  # readable once the process has exited: no polling for it
-                sel.register(exit_fd, selectors.EVENT_READ, None)
-            while not self._finished(sel):
-                if sel.get_map():
-                    for key, _ in sel.select(self._wait()):
-                        if key.data is None:
-                            sel.unregister(exit_fd)
-                        else:
-                            self._read(sel, key)
-                else:
-                    self._pause()  # the process closed its pipes but runs on
-                self._mind(time.monotonic())
-        for pipe in pipes:
-            pipe.close()
-        if exit_fd is not None:
-            os.close(exit_fd)
+        try:
+            with selectors.PollSelector() as sel:  # no epoll object to make per job
+                for pipe, name in pipes.items():
+                    sel.register(pipe, selectors.EVENT_READ, name)
+                if exit_fd is not None:  # readable once the process has exited: no polling for it
+                    sel.register(exit_fd, selectors.EVENT_READ, None)
+                self._pump(sel, exit_fd)
+        finally:
+            for pipe in pipes:
+                pipe.close()
+            if exit_fd is not None:
+                os.close(exit_fd)
         return self.status
+
+    def _pump(self, sel: selectors.BaseSelector, exit_fd: int | None) -> None:
+        while not self._finished(sel):
+            if sel.get_map():
+                for key, _ in sel.select(self._wait()):
+                    if key.data is None:
+                        sel.unregister(exit_fd)
+                    else:
+                        self._read(sel, key)
+            else:
+                self._pause()  # the process closed its pipes but runs on
+            self._mind(time.monotonic())
 
     def _finished(self, sel: selectors.BaseSelector) -> bool:
         if self.exited_at is None:
