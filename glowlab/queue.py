@@ -267,11 +267,7 @@ class Queue:
 
     def reserve(self, timeout: int) -> Reserved | None:
         """Wait up to ``timeout`` seconds for a job from the watched tubes."""
-        try:
-            job = self._call("reserve", timeout, wait=timeout)
-        except (greenstalk.TimedOutError, greenstalk.DeadlineSoonError):
-            return None
-        return Reserved(job.id, job.body)
+        return self._reserve(timeout)[1]
 
     def delete_and_reserve(self, job_id: int, timeout: int) -> tuple[bool, Reserved | None]:
         """Delete a finished job and wait up to ``timeout`` s for the next, in one round trip.
@@ -280,11 +276,19 @@ class Queue:
         reserved, or None. Both commands are written at once; beanstalkd answers
         the delete at once and the reserve when it has a job.
         """
+        return self._reserve(timeout, delete=job_id)
+
+    def _reserve(self, timeout: int, *, delete: int | None = None) -> tuple[bool, Reserved | None]:
+        """``reserve-with-timeout``, after a ``delete`` when given (whose answer comes first)."""
         client = self.client
         try:
             self._set_timeout(client, self._timeout + timeout)
-            client._sock.sendall(b"delete %d\r\nreserve-with-timeout %d\r\n" % (job_id, timeout))
-            deleted = _reply(client._reader.readline(), {b"DELETED": True, b"NOT_FOUND": False})
+            command = b"reserve-with-timeout %d\r\n" % timeout
+            if delete is not None:
+                command = b"delete %d\r\n" % delete + command
+            client._sock.sendall(command)
+            deleted = delete is not None and _reply(client._reader.readline(),
+                                                    {b"DELETED": True, b"NOT_FOUND": False})
             head = client._reader.readline()
             if not _reply(head, {b"RESERVED": True, b"TIMED_OUT": False, b"DEADLINE_SOON": False}):
                 return deleted, None
