@@ -13,9 +13,8 @@ import re
 import shlex
 import sys
 import warnings
-from collections.abc import Iterator, Mapping  # not typing's: its isinstance checks are slow
+from collections.abc import Iterator, Mapping, Sequence  # not typing's: its isinstance checks are slow
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import GlowlabWarning, InvalidJobError
@@ -76,36 +75,63 @@ def check_tube(name: Any, *, what: str = "tube") -> str:
     return name
 
 
-@dataclass(frozen=True)
 class Job:
-    """One command to run on a listener.
+    """One command to run on a listener; immutable, every field checked when made.
 
     ``out`` receives stdout and stderr together; ``stdout``/``stderr`` override
     it per stream. ``pri`` runs smaller first; ``delay``, ``ttr`` and
     ``timeout`` are seconds; ``env`` is added to the listener's environment.
+    ``id`` is made when not given.
     """
 
     cmd: str
     tube: str
-    args: tuple[str, ...] = ()
-    workdir: str = "/tmp"
-    out: str = "/dev/null"
-    stdout: str | None = None
-    stderr: str | None = None
-    mailto: tuple[str, ...] = ()
-    pri: int = 0
-    delay: int = 0
-    ttr: int = DEFAULT_TTR
-    timeout: float | None = None
-    retries: int = 0
-    env: Mapping[str, str] = field(default_factory=dict)
-    after: tuple[str, ...] = ()
-    results: str | None = None
-    id: str = field(default_factory=new_id)
+    args: tuple[str, ...]
+    workdir: str
+    out: str
+    stdout: str | None
+    stderr: str | None
+    mailto: tuple[str, ...]
+    pri: int
+    delay: int
+    ttr: int
+    timeout: float | None
+    retries: int
+    env: dict[str, str]
+    after: tuple[str, ...]
+    results: str | None
+    id: str
 
-    def __post_init__(self) -> None:
-        # a frozen dataclass without slots: its __dict__ takes the checked values at once
-        self.__dict__.update(_normalise(self.__dict__))
+    # A plain class, not a dataclass: importing dataclasses (and inspect with it)
+    # cost a quarter of a whole ``glowlab submit``. The signature is the one list
+    # of fields and their defaults (see _FIELDS).
+    def __init__(self, cmd: str, tube: str, args: Sequence[str] | str = (), workdir: str = "/tmp",
+                 out: str = "/dev/null", stdout: str | None = None, stderr: str | None = None,
+                 mailto: Sequence[str] | str = (), pri: int = 0, delay: int = 0,
+                 ttr: int = DEFAULT_TTR, timeout: float | None = None, retries: int = 0,
+                 env: Mapping[str, str] | None = None, after: Sequence[str] | str = (),
+                 results: str | None = None, id: str | None = None) -> None:
+        values = locals()  # the arguments by name, in signature order
+        del values["self"]
+        values["env"] = {} if env is None else env
+        values["id"] = new_id() if id is None else id
+        self.__dict__.update(_normalise(values))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"a Job cannot be changed; use job.with_changes({name}=...)")
+
+    def __delattr__(self, name: str) -> None:
+        self.__setattr__(name, None)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Job:
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # env is a dict: equal jobs could not hash alike
+
+    def __repr__(self) -> str:
+        return f"Job({', '.join(f'{name}={value!r}' for name, value in self.__dict__.items())})"
 
     @property
     def argv(self) -> list[str]:
@@ -168,14 +194,26 @@ class Job:
 
 
 _MISSING = object()
+
+
+def _fields(function: Callable[..., None]) -> dict[str, Any]:
+    """A function's parameters after ``self`` and their defaults (``_MISSING`` for none)."""
+    code = function.__code__
+    names = code.co_varnames[1:code.co_argcount]
+    defaults = function.__defaults__ or ()
+    return dict(zip(names, (_MISSING,) * (len(names) - len(defaults)) + defaults))
+
+
+_FIELDS = _fields(Job.__init__)
+"""Job's fields in order, with their defaults; ``env`` and ``id`` are made per job."""
 _ALWAYS = {"cmd", "tube", "id"}
-_WIRE = [(f.name, _MISSING if f.name in _ALWAYS else ({} if f.name == "env" else f.default))
-         for f in fields(Job)]
-KNOWN_KEYS = frozenset(f.name for f in fields(Job))
+_WIRE = [(name, _MISSING if name in _ALWAYS else ({} if name == "env" else default))
+         for name, default in _FIELDS.items()]
+KNOWN_KEYS = frozenset(_FIELDS)
 _ACCEPTED_KEYS = KNOWN_KEYS | {SIG_KEY}
 
 
-_DEFAULTS = {f.name: f.default for f in fields(Job) if f.name not in _ALWAYS and f.name != "env"}
+_DEFAULTS = {name: default for name, default in _FIELDS.items() if name not in _ALWAYS and name != "env"}
 """Defaults are valid: a value that *is* its default needs no check."""
 
 

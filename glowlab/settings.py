@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Mapping, NamedTuple
 
 from .errors import ConfigurationError
 
@@ -15,15 +14,16 @@ DEFAULT_QUEUE = "0.0.0.0:11300"
 DEFAULT_MAIL_FROM = "glow@example.com"
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """What glowlab takes from the environment (the seed's variables and ours)."""
 
+    # a NamedTuple, not a dataclass: every command reads settings, and importing
+    # dataclasses costs more than the rest of a submit's own imports
     queue: str = DEFAULT_QUEUE
     smtp_server: str | None = None
     mail_from: str = DEFAULT_MAIL_FROM
     home: str = ".glowlab"
-    secret: str | None = field(default=None, repr=False)
+    secret: str | None = None
     secret_file: str | None = None
     secret_ttl: int | None = None
     allow_root: bool = False
@@ -46,6 +46,9 @@ class Settings:
             parse_address(settings.smtp_server, what="GLOW_SMTP_SERVER")
         return settings
 
+    def __repr__(self) -> str:  # never shows the secret
+        shown = self._replace(secret="<hidden>") if self.secret else self
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in zip(self._fields, shown))})"
 
     def keyring(self, secret_file: str | None = None) -> "Keyring | None":
         """The signing keys from GLOW_SECRET / GLOW_SECRET_FILE (or ``secret_file``), if any."""

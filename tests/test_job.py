@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -10,7 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from glowlab.errors import GlowlabWarning, InvalidJobError
-from glowlab.job import DEFAULT_TTR, MAX_PRI, Job, decode, from_dict, parse_batch
+from glowlab.job import DEFAULT_TTR, KNOWN_KEYS, MAX_PRI, Job, decode, from_dict, parse_batch
 
 SEED_JSON = (
     '[{"cmd":"ls","pri":"0","tube":"foo","delay":"0","mailto":"example@example.com",'
@@ -33,7 +32,7 @@ def test_defaults_of_every_field() -> None:
     expected = dict(cmd="ls", tube="foo", args=(), workdir="/tmp", out="/dev/null", stdout=None,
                     stderr=None, mailto=(), pri=0, delay=0, ttr=DEFAULT_TTR, timeout=None,
                     retries=0, env={}, after=(), results=None)
-    actual = {f.name: getattr(job, f.name) for f in dataclasses.fields(job) if f.name != "id"}
+    actual = {name: getattr(job, name) for name in KNOWN_KEYS - {"id"}}
     assert actual == expected
     assert DEFAULT_TTR == 60
     assert len(job.id) == 32 and int(job.id, 16) >= 0
@@ -58,8 +57,14 @@ def test_every_field_set() -> None:
 
 def test_job_is_frozen_and_with_changes_validates() -> None:
     job = Job(cmd="ls", tube="foo")
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError, match=r"use job.with_changes\(pri=...\)"):
         job.pri = 3  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        del job.tube
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(job)
+    assert job.tube == "foo" and job == Job(cmd="ls", tube="foo", id=job.id) != job.with_changes(pri=1)
+    assert repr(job).startswith("Job(cmd='ls', tube='foo', args=(), workdir='/tmp'")
     assert job.with_changes(pri="5").pri == 5
     with pytest.raises(InvalidJobError):
         job.with_changes(pri=-1)

@@ -70,6 +70,10 @@ def test_secret_file_problems_are_clear(tmp_path: Path):
 def test_secrets_never_appear_in_reprs_or_errors():
     ring = Keyring((b"very-secret-value",))
     assert "very-secret-value" not in repr(ring)
+    from glowlab.settings import Settings
+
+    shown = repr(Settings.from_env({"GLOW_SECRET": "very-secret-value"}))
+    assert "very-secret-value" not in shown and "secret='<hidden>'" in shown
     try:
         decode(Job(cmd="x", tube="t").encode(), ring)
     except InvalidJobError as exc:
