@@ -70,7 +70,7 @@ class Sizes:
 
     @classmethod
     def full(cls) -> "Sizes":
-        return cls(quick=False, rounds=5, dispatch_rounds=3, submit_jobs=100_000, dispatch_jobs=2_000,
+        return cls(quick=False, rounds=5, dispatch_rounds=5, submit_jobs=100_000, dispatch_jobs=2_000,
                    sleep_jobs=2_000,
                    latency_samples=40, latency_gap=1.0, idle_window=20.0, collect_records=100_000,
                    submit_one_runs=41, tubes=1_000, listeners=8)

@@ -90,6 +90,10 @@ def _details(figures: Sequence[Figure]) -> list[str]:
         elif f.key.startswith("idle.commands."):
             kinds = ", ".join(f"{k[4:]} {v / x['window_s']:.2f}/s" for k, v in sorted(x["by_kind"].items()) if v)
             out.append(f"- {f.what}: {kinds}.")
+        elif f.key.startswith("idle.cpu.") and x.get("parts_percent"):
+            parts = ", ".join(f"{p:.3f}" for p in x["parts_percent"])
+            out.append(f"- {f.what}: median of {len(x['parts_percent'])} parts of the window "
+                       f"({parts} %); the whole window: {x['window_percent']:.3f} %.")
         elif f.key == "submit.one":
             out.append(f"- One submit: {x['submit_nohook_ms']:.1f} ms without site hooks (as a wheel "
                        f"install runs, no editable-install finder; `python -S -c pass`: "

@@ -141,8 +141,8 @@ def one_submit(ws: Workspace, sizes: Sizes) -> list[Figure]:
         target="<= 40 ms", met=ms["submit"] <= 40 and not heavy, baseline="python -c pass",
         baseline_value=ms["python"], samples=[1000 * t for t in times["submit"]],
         limits="interpreter start-up and site (python -c pass); imports (argparse, socket, "
-               "json, typing for greenstalk, dataclasses for the job model); the submit "
-               "command's parser; one connection, two round trips (stats, put).",
+               "json, re, typing for greenstalk); the submit command's parser; one "
+               "connection, two round trips (stats, put).",
         extra={"python_nosite_ms": ms["python_nosite"], "submit_nohook_ms": ms["submit_nohook"],
                "heavy_imports": heavy})]
 
