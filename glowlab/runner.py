@@ -13,8 +13,9 @@ import errno
 import functools
 import json
 import logging
+import math
 import os
-import selectors
+import select
 import shutil
 import signal
 import stat
@@ -314,17 +315,22 @@ class _Watch:
         self.kill_at: float | None = None
         self.exited_at: float | None = None
         self.status = Status.DONE
+        self.open: dict[int, str] = {}
+        """The pipes not yet at end of file: descriptor -> stream name."""
 
     def run(self) -> Status:
-        pipes = {self.proc.stdout: "stdout", self.proc.stderr: "stderr"}
+        pipes = (self.proc.stdout, self.proc.stderr)
+        # select.poll, not a selectors object: the short-job path runs this for
+        # every job, and the selector's bookkeeping was most of the pump's own cost
+        poller = select.poll()
+        self.open.update({pipe.fileno(): name for pipe, name in zip(pipes, ("stdout", "stderr"))})
+        for fd in self.open:
+            poller.register(fd, select.POLLIN)
         exit_fd = _pidfd(self.proc.pid)
+        if exit_fd is not None:  # readable once the process has exited: no polling for it
+            poller.register(exit_fd, select.POLLIN)
         try:
-            with selectors.PollSelector() as sel:  # no epoll object to make per job
-                for pipe, name in pipes.items():
-                    sel.register(pipe, selectors.EVENT_READ, name)
-                if exit_fd is not None:  # readable once the process has exited: no polling for it
-                    sel.register(exit_fd, selectors.EVENT_READ, None)
-                self._pump(sel, exit_fd)
+            self._pump(poller, exit_fd)
         finally:
             for pipe in pipes:
                 pipe.close()
@@ -332,30 +338,32 @@ class _Watch:
                 os.close(exit_fd)
         return self.status
 
-    def _pump(self, sel: selectors.BaseSelector, exit_fd: int | None) -> None:
-        while not self._finished(sel):
-            if sel.get_map():
-                for key, _ in sel.select(self._wait()):
-                    if key.data is None:
-                        sel.unregister(exit_fd)
+    def _pump(self, poller: select.poll, exit_fd: int | None) -> None:
+        waiting_for_exit = exit_fd is not None
+        while not self._finished():
+            if self.open or waiting_for_exit:
+                for fd, _ in poller.poll(math.ceil(self._wait() * 1000)):
+                    if fd == exit_fd:
+                        poller.unregister(fd)
+                        waiting_for_exit = False
                     else:
-                        self._read(sel, key)
+                        self._read(poller, fd)
             else:
                 self._pause()  # the process closed its pipes but runs on
             self._mind(time.monotonic())
 
-    def _finished(self, sel: selectors.BaseSelector) -> bool:
+    def _finished(self) -> bool:
         if self.exited_at is None:
             return False
-        pipes_open = any(key.data is not None for key in sel.get_map().values())
-        return not pipes_open or time.monotonic() > self.exited_at + DRAIN_GRACE
+        return not self.open or time.monotonic() > self.exited_at + DRAIN_GRACE
 
-    def _read(self, sel: selectors.BaseSelector, key: selectors.SelectorKey) -> None:
-        data = os.read(key.fd, 65536)
+    def _read(self, poller: select.poll, fd: int) -> None:
+        data = os.read(fd, 65536)
         if data:
-            self.outputs.write(key.data, data)
-        else:
-            sel.unregister(key.fileobj)
+            self.outputs.write(self.open[fd], data)
+        else:  # end of file (a hang-up reads as one too)
+            poller.unregister(fd)
+            del self.open[fd]
 
     def _pause(self) -> None:
         try:

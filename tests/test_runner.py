@@ -1,4 +1,5 @@
-"""The runner finds a job's command the way the job's PATH says, even as PATH folders change."""
+"""The runner finds a job's command the way the job's PATH says, even as PATH folders change,
+and pumps both pipes to the end however the process treats them."""
 
 from __future__ import annotations
 
@@ -61,3 +62,30 @@ def test_a_missing_command_fails_for_good(tmp_path: Path) -> None:
     outcome = runner.run(job)
     assert not outcome.ok and outcome.permanent
     assert "executable not found" in outcome.error
+
+
+def sh(tmp_path: Path, script: str, **fields) -> "runner.Outcome":
+    return runner.run(Job(cmd="sh", args=["-c", script], tube="t", workdir=str(tmp_path), **fields))
+
+
+def test_both_streams_are_read_to_the_end_and_kept_apart(tmp_path: Path) -> None:
+    # more than a pipe holds (64 KiB) on each stream, interleaved
+    outcome = sh(tmp_path, "i=0; while [ $i -lt 3000 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done; "
+                           "exit 3", out="both.log")
+    assert outcome.exit_code == 3 and not outcome.ok
+    assert outcome.stdout.endswith("out2999\n") and "err" not in outcome.stdout
+    assert outcome.stderr.endswith("err2999\n") and "out" not in outcome.stderr
+    assert (tmp_path / "both.log").read_text().count("\n") == 6000
+
+
+def test_a_process_that_closes_its_pipes_and_runs_on_is_waited_for(tmp_path: Path) -> None:
+    outcome = sh(tmp_path, "echo before; exec >&- 2>&-; sleep 0.3; exit 4")
+    assert outcome.exit_code == 4 and outcome.stdout == "before\n"
+    assert outcome.seconds >= 0.3
+
+
+def test_a_leftover_holding_the_pipes_does_not_hold_the_job(tmp_path: Path) -> None:
+    # the leader exits; what it left in its group is killed and the pipes reach end of file
+    outcome = sh(tmp_path, "echo started; (sleep 30; echo late) & exit 0")
+    assert outcome.ok and outcome.stdout == "started\n"
+    assert outcome.seconds < runner.DRAIN_GRACE + 5
