@@ -90,6 +90,9 @@ def _details(figures: Sequence[Figure]) -> list[str]:
         elif f.key.startswith("idle.commands."):
             kinds = ", ".join(f"{k[4:]} {v / x['window_s']:.2f}/s" for k, v in sorted(x["by_kind"].items()) if v)
             out.append(f"- {f.what}: {kinds}.")
+        elif f.key == "scale.tubes" and x.get("ratio_named"):
+            out.append(f"- {f.what}: a listener told its tube (`--tubes`) instead of watching "
+                       f"every one: {x['named_rate']:,.0f} jobs/s, {x['ratio_named']:.2f}x one tube.")
         elif f.key.startswith("idle.cpu.") and x.get("parts_percent"):
             parts = ", ".join(f"{p:.3f}" for p in x["parts_percent"])
             out.append(f"- {f.what}: median of {len(x['parts_percent'])} parts of the window "
