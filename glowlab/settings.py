@@ -18,7 +18,7 @@ class Settings(NamedTuple):
     """What glowlab takes from the environment (the seed's variables and ours)."""
 
     # a NamedTuple, not a dataclass: every command reads settings, and importing
-    # dataclasses costs more than the rest of a submit's own imports
+    # dataclasses (inspect with it) cost about 9 ms of a 45 ms ``glowlab submit``
     queue: str = DEFAULT_QUEUE
     smtp_server: str | None = None
     mail_from: str = DEFAULT_MAIL_FROM
