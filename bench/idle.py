@@ -74,6 +74,6 @@ def idle(ws: Workspace, sizes: Sizes) -> list[Figure]:
             value=result["cpu_percent"], unit="% core", target="< 0.1", met=result["cpu_percent"] < 0.1,
             extra={"utime_stime_percent": result["cpu_percent_ticks"],
                    "parts_percent": result["cpu_percent_parts"], "window_percent": result["cpu_percent_window"]},
-            limits="waking every second: the slot's reserve, list-tubes and its parsing, "
-                   "and the main thread's join timeout."))
+            limits="waking every second: the slot's reserve, list-tubes and its parsing "
+                   "(the main thread sleeps until a slot ends or a signal comes)."))
     return figures

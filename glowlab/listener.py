@@ -103,7 +103,6 @@ class Listener:
         self.mailer = Mailer(options.smtp_server, options.mail_from) if options.smtp_server else None
         self.draining = threading.Event()   # stop reserving, finish running jobs
         self.killing = threading.Event()    # stop running jobs and hand them back
-        self.log_reopen = threading.Event()
         self.reopen_log: Callable[[], None] = lambda: None
         self._watchlist = _Watchlist(options, self.deps)
         self._link = _Link(options.address)
@@ -133,13 +132,13 @@ class Listener:
             shutil.rmtree(self._results_dir, ignore_errors=True)
 
     def _wait(self, threads: list[threading.Thread]) -> None:
-        """Wait for the slots; the main thread also does what signal handlers asked."""
+        """Wait for the slots; signal handlers run in this thread meanwhile.
+
+        No timeout: a join is interrupted for a signal's handler and resumed, so
+        an idle listener's main thread never wakes on its own.
+        """
         for thread in threads:
-            while thread.is_alive():
-                thread.join(0.5)
-                if self.log_reopen.is_set():
-                    self.log_reopen.clear()
-                    self.reopen_log()
+            thread.join()
 
     # -- one slot -------------------------------------------------------------
     def _slot(self, index: int) -> None:
@@ -480,4 +479,7 @@ def install_signals(listener: Listener, reopen: Callable[[], None] | None = None
         listener.reopen_log = reopen
     signal.signal(signal.SIGINT, on_int)
     signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, lambda signum, frame: listener.log_reopen.set())
+    # Python runs handlers in the main thread, between its own steps: the main
+    # thread only waits for the slots, and a slot writing a line holds the lock
+    # reopen_log takes, so the file is never swapped under a write
+    signal.signal(signal.SIGHUP, lambda signum, frame: listener.reopen_log())
