@@ -121,7 +121,7 @@ class Job:
         raise AttributeError(f"a Job cannot be changed; use job.with_changes({name}=...)")
 
     def __delattr__(self, name: str) -> None:
-        self.__setattr__(name, None)
+        raise AttributeError(f"a Job cannot be changed; use job.with_changes({name}=...)")
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not Job:

@@ -315,7 +315,7 @@ class _Watch:
         self.kill_at: float | None = None
         self.exited_at: float | None = None
         self.status = Status.DONE
-        self.open: dict[int, str] = {}
+        self.open = {proc.stdout.fileno(): "stdout", proc.stderr.fileno(): "stderr"}
         """The pipes not yet at end of file: descriptor -> stream name."""
 
     def run(self) -> Status:
@@ -323,7 +323,6 @@ class _Watch:
         # select.poll, not a selectors object: the short-job path runs this for
         # every job, and the selector's bookkeeping was most of the pump's own cost
         poller = select.poll()
-        self.open.update({pipe.fileno(): name for pipe, name in zip(pipes, ("stdout", "stderr"))})
         for fd in self.open:
             poller.register(fd, select.POLLIN)
         exit_fd = _pidfd(self.proc.pid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import pytest
@@ -35,6 +36,8 @@ def test_defaults_of_every_field() -> None:
     actual = {name: getattr(job, name) for name in KNOWN_KEYS - {"id"}}
     assert actual == expected
     assert DEFAULT_TTR == 60
+    # the class's attribute list (for readers and type checkers) names exactly the signature's fields
+    assert list(Job.__annotations__) == list(inspect.signature(Job).parameters)
     assert len(job.id) == 32 and int(job.id, 16) >= 0
     assert Job(cmd="ls", tube="foo").id != job.id
 

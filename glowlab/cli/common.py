@@ -12,7 +12,6 @@ from ..errors import InvalidJobError
 from ..settings import Settings
 
 
-
 EXIT_CODES = """exit codes:
   0  success            3  invalid job          6  beanstalkd not installed
   1  other error        4  queue unreachable    130 interrupted

@@ -13,7 +13,6 @@ from ..settings import Settings
 from .common import _command, add_queue_option, connect_queue
 
 
-
 def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     from .. import ops
 

@@ -7,7 +7,6 @@ import argparse
 from .common import EXIT_CODES
 
 
-
 REFERENCE_HEADER = """\
 <!-- Generated from the argparse parsers by glowlab.cli.reference_markdown(); do not edit.
      Regenerate: .venv/bin/python -c 'from glowlab.cli import reference_markdown as r; print(r(), end="")' > docs/cli.md -->

@@ -12,7 +12,6 @@ from ..settings import Settings
 from .common import _command, add_queue_option, connect_queue
 
 
-
 def cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
     from ..progress import follow
     from ..sweep import sweep
